@@ -301,12 +301,22 @@ def _canonical_cell(c: Cell) -> Cell:
   order = sorted(range(len(c.blocks)), key=lambda k: (depth[c.block_node(k)], sig[c.block_node(k)]))
   remap = {i: i for i in range(c.num_inputs)}
   remap.update({c.block_node(k): c.block_node(new) for new, k in enumerate(order)})
+  # Blocks with equal signatures compute the same tensor and tie in `order`, so an edge
+  # reads the first of them and the output takes the first ones of each kind; otherwise
+  # the stable sort would keep whichever of two identical blocks was listed first.
+  same_sig: dict[str, list[int]] = {}
+  for n in sorted(remap, key=remap.get):
+    same_sig.setdefault(sig[n], []).append(remap[n])
   blocks = []
   for k in order:
     b = c.blocks[k]
-    edges = sorted((Edge(remap[e.input], e.op) for e in b.edges), key=lambda e: (e.input, e.op))
+    edges = sorted((Edge(same_sig[sig[e.input]][0], e.op) for e in b.edges),
+                   key=lambda e: (e.input, e.op))
     blocks.append(Block(tuple(edges), b.combine))
-  concat = tuple(sorted(remap[n] for n in c.output_nodes()))
+  wanted: dict[str, int] = {}
+  for n in c.output_nodes():
+    wanted[sig[n]] = wanted.get(sig[n], 0) + 1
+  concat = tuple(sorted(p for s, count in wanted.items() for p in same_sig[s][:count]))
   return Cell(tuple(blocks), concat, c.num_inputs)
 
 
