@@ -7,8 +7,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TFDS_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", ".tfds-test"))
 
-import jax  # noqa: E402  (after XLA_FLAGS)
-
 # XLA:CPU compiles the default threefry generator very slowly for large shapes
-# (a tiny network's eager init: 53 s threefry vs 6 s rbg); tests use rbg keys.
-jax.config.update("jax_default_prng_impl", "rbg")
+# (a tiny network's eager init: 53 s threefry vs 6 s rbg). Set through the
+# environment so that CLI subprocesses started by tests use the same generator.
+os.environ.setdefault("JAX_DEFAULT_PRNG_IMPL", "rbg")

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from models.genotype import Genotype
 from models.spaces import SpaceRules
+
+MUTABLE_KINDS = ("input", "op", "combine")
+_REGISTRY: dict[str, Callable[..., "SearchSpace"]] = {}
+
+
+def register(name: str):
+  """Class decorator: `get_search_space(name, **kw)` builds the class."""
+  def wrap(cls):
+    _REGISTRY[name] = cls
+    return cls
+  return wrap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,9 +59,23 @@ class SearchSpace(abc.ABC):
   def sample(self, rng: np.random.Generator) -> Genotype:
     return self.decode([int(rng.integers(d.num_choices)) for d in self.decisions()])
 
-  @abc.abstractmethod
   def mutate(self, genotype: Genotype, rng: np.random.Generator) -> Genotype:
-    """A neighbour differing in exactly one op or one input (regularized evolution)."""
+    """A neighbour differing in exactly one choice (regularized evolution).
+
+    As in Real et al. (2019): first the kind of mutation (an input, an op, or the
+    combine rule where the space has one), then one decision of that kind, then a
+    value different from the current one, so a mutation is never a no-op.
+    """
+    choices = self.encode(genotype)
+    decisions = self.decisions()
+    by_kind = {k: [i for i, d in enumerate(decisions) if d.kind == k and d.num_choices > 1]
+               for k in MUTABLE_KINDS}
+    kinds = [k for k in MUTABLE_KINDS if by_kind[k]]
+    kind = kinds[int(rng.integers(len(kinds)))]
+    i = by_kind[kind][int(rng.integers(len(by_kind[kind])))]
+    shift = 1 + int(rng.integers(decisions[i].num_choices - 1))
+    choices[i] = (choices[i] + shift) % decisions[i].num_choices
+    return self.decode(choices)
 
   def size(self) -> int:
     return int(np.prod([d.num_choices for d in self.decisions()], dtype=object))
