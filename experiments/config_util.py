@@ -1,0 +1,74 @@
+"""Config handling shared by every CLI: flag parsing, workdir set-up, saved configs.
+
+Every user mistake here (unreadable config file, unknown `--config.key`, bad value,
+unwritable workdir) becomes one `UserError` line instead of a traceback.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Sequence
+
+import jax.numpy as jnp
+import ml_collections
+from absl import flags
+
+from models.errors import UserError, exit_on_user_error
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def parse_flags(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
+  """Parses absl flags (config files and `--config.a.b=v` overrides included)."""
+  try:
+    return flag_values(list(argv))
+  except flags.Error as e:
+    raise UserError(_one_line(e)) from None
+  except (OSError, ValueError, KeyError, AttributeError, TypeError) as e:
+    raise UserError(f"config: {_one_line(e)}") from None
+
+
+def run(main: Callable[[list[str]], object], argv: Sequence[str] | None = None) -> None:
+  """Entry point of a CLI: parse flags, call `main(remaining_argv)`, user errors exit 2."""
+  @exit_on_user_error
+  def wrapped():
+    remaining = parse_flags(sys.argv if argv is None else argv)
+    return main(remaining)
+  wrapped()
+
+
+def _one_line(e: BaseException) -> str:
+  text = " ".join(str(e).split())
+  return text or type(e).__name__
+
+
+def prepare_workdir(path: str) -> str:
+  """Creates `path` if needed and checks it is writable; returns it absolute."""
+  if not path:
+    raise UserError("--workdir: required")
+  path = os.path.abspath(os.path.expanduser(path))
+  try:
+    os.makedirs(path, exist_ok=True)
+    probe = os.path.join(path, ".write-test")
+    with open(probe, "w"):
+      pass
+    os.remove(probe)
+  except OSError as e:
+    raise UserError(f"--workdir: cannot write to {path} ({e.strerror or e})") from None
+  return path
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str, name: str = "config.json") -> None:
+  """Keeps the resolved config next to the run's outputs (process 0 only)."""
+  import jax
+  if jax.process_index() != 0:
+    return
+  with open(os.path.join(workdir, name), "w") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+
+
+def compute_dtype(name: str):
+  if name not in COMPUTE_DTYPES:
+    raise UserError(f"config.compute_dtype: unknown {name!r}; "
+                    f"choose one of {', '.join(COMPUTE_DTYPES)}")
+  return COMPUTE_DTYPES[name]

@@ -1,0 +1,49 @@
+"""The network a config asks for: a zoo name, or a genotype file in a zoo skeleton."""
+from __future__ import annotations
+
+import os
+
+import ml_collections
+from flax import nnx
+
+from experiments.parallel import DATA_AXIS
+from models import genotype as genotype_lib
+from models.errors import UserError
+
+# Genotypes of these spaces are built in their own macro skeleton; all others in `cifar`.
+SKELETON_OF_SPACE = {"nb201": "nb201"}
+DEFAULT_SKELETON = "cifar"
+
+
+def model_spec(config: ml_collections.ConfigDict
+               ) -> tuple[str, genotype_lib.Genotype | None, dict]:
+  """(zoo name, genotype or None, overrides) for `config`.
+
+  `model_overrides` size NASNet-style networks (`config.model` or the `cifar`
+  skeleton); `nb201_overrides` size the NB201 skeleton.
+  """
+  g = None
+  name = config.model
+  if config.genotype:
+    if not os.path.isfile(config.genotype):
+      raise UserError(f"config.genotype: no genotype file at {config.genotype!r}")
+    g = genotype_lib.load(config.genotype)
+    name = SKELETON_OF_SPACE.get(g.space or "", DEFAULT_SKELETON)
+  overrides = dict(config.nb201_overrides if name == "nb201" else config.model_overrides)
+  if config.cross_replica_bn:
+    overrides["bn_axis_name"] = DATA_AXIS
+  return name, g, overrides
+
+
+def build_model(config: ml_collections.ConfigDict, *, num_classes: int, image_size: int,
+                rngs: nnx.Rngs) -> nnx.Module:
+  from models import zoo  # the model library is only needed once a model is built
+  name, genotype, overrides = model_spec(config)
+  if name not in zoo.model_names():
+    raise UserError(f"config.model: unknown model {name!r}; "
+                    f"choose one of {', '.join(sorted(zoo.model_names()))}")
+  try:
+    return zoo.build_model(name, genotype=genotype, num_classes=num_classes,
+                           image_size=image_size, rngs=rngs, **overrides)
+  except TypeError as e:
+    raise UserError(f"config.model_overrides: {e}") from None
