@@ -7,6 +7,7 @@ import ml_collections
 from flax import nnx
 
 from experiments.parallel import DATA_AXIS
+from models import exported
 from models import genotype as genotype_lib
 from models.errors import UserError
 
@@ -20,10 +21,20 @@ def model_spec(config: ml_collections.ConfigDict
   """(zoo name, genotype or None, overrides) for `config`.
 
   `model_overrides` size NASNet-style networks (`config.model` or the `cifar`
-  skeleton); `nb201_overrides` size the NB201 skeleton.
+  skeleton); `nb201_overrides` size the NB201 skeleton. `config.model` may also
+  be an export directory (`experiments.export`), which brings its own sizes.
   """
   g = None
   name = config.model
+  if exported.is_export(name):
+    # An exported model carries its own skeleton, sizes and cell.
+    definition = exported.load(name)
+    if config.genotype:
+      raise UserError("config.genotype: leave empty when config.model is an exported model")
+    overrides = dict(definition.overrides)
+    if config.cross_replica_bn:
+      overrides["bn_axis_name"] = DATA_AXIS
+    return definition.skeleton, definition.genotype, overrides
   if config.genotype:
     if not os.path.isfile(config.genotype):
       raise UserError(f"config.genotype: no genotype file at {config.genotype!r}")

@@ -1,0 +1,50 @@
+"""Export a found cell as a model definition: model.json, weights, diagrams, summary.
+
+The result is a directory that `models.exported.load` reads and that every CLI
+taking a model name also takes (`--config.model=EXPORT_DIR`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any
+
+from models import diagram, exported
+from models import genotype as genotype_lib
+
+
+def export_model(definition: exported.ModelDefinition, out_dir: str, *,
+                 params_checkpoint: str | None = None) -> dict[str, Any]:
+  """Writes the export; `params_checkpoint` is an orbax parameter checkpoint to copy in.
+
+  Returns what was written (also saved as `export.json` in `out_dir`).
+  """
+  os.makedirs(out_dir, exist_ok=True)
+  written: dict[str, Any] = {"model": exported.save(definition, out_dir)}
+  genotype_path = os.path.join(out_dir, "genotype.json")
+  genotype_lib.save(definition.genotype, genotype_path)
+  written["genotype"] = genotype_path
+  written["diagrams"] = diagram.draw_genotype(definition.genotype, os.path.join(out_dir, "cell"))
+  if params_checkpoint is not None:
+    target = os.path.join(out_dir, exported.CHECKPOINT_DIR)
+    staging = target + ".partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(params_checkpoint, staging)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+    written["checkpoint"] = target
+  written["summary"] = _summary(definition)
+  with open(os.path.join(out_dir, "export.json"), "w") as f:
+    json.dump(written, f, indent=2)
+    f.write("\n")
+  return written
+
+
+def _summary(definition: exported.ModelDefinition) -> dict[str, Any]:
+  from flax import nnx
+  from models import flops
+  model = nnx.eval_shape(lambda: exported.build(definition, rngs=nnx.Rngs(0)))
+  return {"params": flops.count_params(model),
+          "mult_adds": flops.count_mult_adds(model, definition.image_size),
+          "genotype_hash": genotype_lib.genotype_hash(definition.genotype)}
