@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from flax import nnx
 
 from models import cell as cell_lib
-from models import diagram, flops, zoo
+from models import diagram, exported, flops, zoo
 from models.errors import UserError, exit_on_user_error
 from models.genotype import Genotype, genotype_hash, load
 from models.nb201_network import NB201Cell, ResidualReduction
@@ -62,11 +62,20 @@ def resolve(target: str, skeleton: str | None) -> tuple[str, Genotype | None, st
 
 def summarize(target: str, *, skeleton: str | None = None, image_size: int | None = None,
               num_classes: int | None = None) -> tuple[Summary, Genotype | None]:
-  name, g, path = resolve(target, skeleton)
+  overrides: dict[str, Any] = {}
+  if exported.is_export(target):
+    definition = exported.load(target)
+    name, g, path, overrides = definition.skeleton, definition.genotype, target, dict(
+        definition.overrides)
+    image_size = image_size or definition.image_size
+    num_classes = num_classes or definition.num_classes
+  else:
+    name, g, path = resolve(target, skeleton)
   image_size = image_size or zoo.default_image_size(name)
   num_classes = num_classes or zoo.default_num_classes(name)
   model = nnx.eval_shape(lambda: zoo.build_model(
-      name, genotype=g, num_classes=num_classes, image_size=image_size, rngs=nnx.Rngs(0)))
+      name, genotype=g, num_classes=num_classes, image_size=image_size, rngs=nnx.Rngs(0),
+      **overrides))
   g = g or zoo.MODELS[name].genotype
   modules = [m for _, m in nnx.iter_graph(model)]
   normal = sum(isinstance(m, NB201Cell) or (isinstance(m, cell_lib.Cell) and not m.reduction)
@@ -110,8 +119,8 @@ def draw(g: Genotype | None, out: str) -> list[str]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   p = argparse.ArgumentParser(prog="python -m models.summary", description=__doc__.splitlines()[0])
   p.add_argument("target", metavar="NAME_OR_GENOTYPE_FILE",
-                 help=f"a model name ({', '.join(zoo.model_names())}) or a genotype file "
-                      "(JSON, DARTS Genotype(...) or NB201 string)")
+                 help=f"a model name ({', '.join(zoo.model_names())}), a genotype file "
+                      "(JSON, DARTS Genotype(...) or NB201 string) or an exported model directory")
   p.add_argument("--image-size", type=int, help="input resolution (default: the model's)")
   p.add_argument("--num-classes", type=int, help="classifier outputs (default: the model's)")
   p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -36,7 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.strategy.rea = ml_collections.ConfigDict(dict(population_size=20, sample_size=5))
   config.strategy.reinforce = ml_collections.ConfigDict(dict(batch_size=10, learning_rate=0.01))
   config.strategy.ppo = ml_collections.ConfigDict(dict(batch_size=10, learning_rate=0.01))
-  config.strategy.pnas = ml_collections.ConfigDict()
+  config.strategy.pnas = ml_collections.ConfigDict(dict(beam_size=8))
 
   config.benchmark = ml_collections.ConfigDict()
   config.benchmark.table = ""           # "": synthetic table in the workdir
