@@ -65,6 +65,9 @@ def _build_nb201(genotype: Genotype, num_classes: int, image_size: int, rngs: nn
                  **overrides: Any) -> nnx.Module:
   del image_size
   from models.nb201_network import NB201Network  # another skeleton; imported on demand
+  if "bn_axis_name" in overrides:
+    overrides["style"] = dataclasses.replace(overrides.get("style") or ops.DARTS_STYLE,
+                                             bn_axis_name=overrides.pop("bn_axis_name"))
   return NB201Network(genotype, num_classes, rngs=rngs, **overrides)
 
 
@@ -106,11 +109,14 @@ def model_config(name: str, *, num_classes: int | None = None, image_size: int |
   spec = MODELS[name]
   if "layers" in overrides:
     overrides["normal_cells"] = darts_normal_cells(int(overrides.pop("layers")))
+  if "bn_axis_name" in overrides:  # cross-replica BatchNorm over this mesh axis
+    overrides["style"] = dataclasses.replace(overrides.get("style", spec.config.style),
+                                             bn_axis_name=overrides.pop("bn_axis_name"))
   known = {f.name for f in dataclasses.fields(NetworkConfig)}
   unknown = sorted(set(overrides) - known)
   if unknown:
     raise UserError(f"model.{unknown[0]}: unknown override for {name!r} "
-                    f"(known: layers, {', '.join(sorted(known))})")
+                    f"(known: layers, bn_axis_name, {', '.join(sorted(known))})")
   if num_classes is not None:
     overrides["num_classes"] = num_classes
   overrides["image_size"] = image_size or spec.image_size

@@ -147,3 +147,14 @@ def test_unknown_name_and_override_are_user_errors():
     zoo.build_model("cifar", rngs=_rngs())
   assert zoo.default_image_size("nasnet_a_large") == 331
   assert zoo.default_num_classes("darts_v2_cifar") == 10
+
+
+def test_traced_drop_path_rate_and_cross_replica_bn_override():
+  model = _build("cifar", bn_axis_name="data")
+  assert all(m.style.bn_axis_name == "data" for _, m in nnx.iter_graph(model)
+             if isinstance(m, ops.BatchNorm))
+  x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
+  # A scheduled rate arrives traced; the network must apply drop path, not branch on it.
+  out = jax.eval_shape(lambda m, x, r: m(x, train=True, key=jax.random.key(0), drop_path_rate=r),
+                       nnx.eval_shape(lambda: _build("cifar")), x, jnp.float32(0.1))
+  assert out.shape == (2, 5)
