@@ -139,6 +139,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = checkpoints.restore_latest(state)
   elif config.init_checkpoint:
     state = state.replace(params=checkpointing.load_params(config.init_checkpoint, state.params))
+    # Converted weights (`models.weights convert`) ship BatchNorm statistics beside params.
+    batch_stats = os.path.join(os.path.dirname(os.path.abspath(config.init_checkpoint)),
+                               "batch_stats")
+    if os.path.isdir(batch_stats):
+      state = state.replace(model_state=checkpointing.load_params(batch_stats, state.model_state))
 
   lr = optim.learning_rate_schedule(config.optimizer, total_steps=total_steps,
                                     steps_per_epoch=steps_per_epoch)

@@ -43,7 +43,8 @@ class OpStyle:
 
   def __post_init__(self):
     _check_choice("stride2_padding", self.stride2_padding, ("symmetric", "same"))
-    _check_choice("stride2_pool_padding", self.stride2_pool_padding, ("exclude", "zeros"))
+    _check_choice("stride2_pool_padding", self.stride2_pool_padding,
+                  ("exclude", "zeros", "zeros_avg"))
     _check_choice("reduce_identity", self.reduce_identity, ("factorized", "conv_1x1"))
 
 
@@ -292,7 +293,8 @@ def pool2d(x: jax.Array, kind: str, kernel: int, stride: int, style: OpStyle) ->
   window, strides = (1, kernel, kernel, 1), (1, stride, stride, 1)
   pads = spatial_padding(x.shape[1:3], (kernel, kernel), (stride, stride), (1, 1),
                          style.stride2_padding)
-  if stride > 1 and style.stride2_pool_padding == "zeros":
+  mode = style.stride2_pool_padding
+  if stride > 1 and (mode == "zeros" or (mode == "zeros_avg" and kind == "avg")):
     x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
     pads = [(0, 0), (0, 0)]
     count_padding = True
