@@ -4,10 +4,10 @@
       --train_workdir=runs/train --name=found_cell --out=runs/export
 
 writes `runs/export/found_cell/`: model.json (skeleton, sizes, classes, genotype),
-checkpoint/ (the trained parameters, when --train_workdir is given), genotype.json,
+params/ and batch_stats/ (the trained weights, when --train_workdir is given), genotype.json,
 cell diagrams (PNG and SVG) and export.json (what was written, params, mult-adds).
 Train or fine-tune it with `--config.model=runs/export/found_cell`, adding
-`--config.init_checkpoint=runs/export/found_cell/checkpoint` to start from its weights.
+`--config.init_checkpoint=runs/export/found_cell/params` to start from its weights.
 """
 from __future__ import annotations
 
@@ -65,9 +65,10 @@ def definition_from_training(train_workdir: str, name: str,
   return definition, os.path.join(train_workdir, "checkpoints")
 
 
-def latest_params_checkpoint(checkpoints_dir: str, out_dir: str) -> str:
-  """Writes the parameters of a training run's latest checkpoint as a params-only
-  checkpoint (the layout `config.init_checkpoint` reads); returns its path."""
+def latest_weights(checkpoints_dir: str, out_dir: str) -> str:
+  """Writes the parameters and BatchNorm statistics of a training run's latest checkpoint
+  as `out_dir/params` and `out_dir/batch_stats` (the layout `config.init_checkpoint`
+  reads, as `models.weights convert` writes); returns `out_dir`."""
   import orbax.checkpoint as ocp
   from experiments import checkpointing
   manager = ocp.CheckpointManager(os.path.abspath(checkpoints_dir))
@@ -76,10 +77,10 @@ def latest_params_checkpoint(checkpoints_dir: str, out_dir: str) -> str:
     raise UserError(f"--train_workdir: no checkpoint in {checkpoints_dir}")
   state = manager.restore(step, args=ocp.args.StandardRestore())
   manager.close()
-  params = state["params"] if isinstance(state, dict) else state.params
-  path = os.path.join(out_dir, "params")
-  checkpointing.save_params(path, params)
-  return path
+  checkpointing.save_params(os.path.join(out_dir, exported.PARAMS_DIR), state["params"])
+  checkpointing.save_params(os.path.join(out_dir, exported.BATCH_STATS_DIR),
+                            state["model_state"])
+  return out_dir
 
 
 def main(argv: list[str]) -> None:
@@ -93,11 +94,11 @@ def main(argv: list[str]) -> None:
   from nas import export
   out_root = config_util.prepare_workdir(_OUT.value)
   out_dir = os.path.join(out_root, _NAME.value)
-  params_dir = None
+  weights_dir = None
   if _TRAIN_WORKDIR.value:
     definition, checkpoints_dir = definition_from_training(_TRAIN_WORKDIR.value, _NAME.value,
                                                            genotype)
-    params_dir = latest_params_checkpoint(checkpoints_dir, tempfile.mkdtemp(dir=out_root))
+    weights_dir = latest_weights(checkpoints_dir, tempfile.mkdtemp(dir=out_root))
   else:
     if genotype is None:
       raise UserError("--genotype or --train_workdir: one is required")
@@ -105,9 +106,9 @@ def main(argv: list[str]) -> None:
     definition = exported.ModelDefinition(name=_NAME.value, skeleton=skeleton, genotype=genotype,
                                           num_classes=_NUM_CLASSES.value,
                                           image_size=_IMAGE_SIZE.value)
-  written = export.export_model(definition, out_dir, params_checkpoint=params_dir)
-  if params_dir:
-    shutil.rmtree(os.path.dirname(params_dir), ignore_errors=True)
+  written = export.export_model(definition, out_dir, weights_dir=weights_dir)
+  if weights_dir:
+    shutil.rmtree(weights_dir, ignore_errors=True)
   print(json.dumps(written, indent=2))
 
 

@@ -2,7 +2,7 @@
 
 An export directory holds `model.json` (this module's format: skeleton, size
 overrides, classes, image size and the genotype, all plain data), optionally
-`checkpoint/` (orbax, trained parameters to fine-tune from) and cell diagrams.
+`params/` and `batch_stats/` (orbax, trained weights to fine-tune from) and cell diagrams.
 Anything that takes a zoo name also takes an export directory.
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ from models.errors import UserError
 
 FORMAT = "nas-model/1"
 MODEL_FILE = "model.json"
-CHECKPOINT_DIR = "checkpoint"
+PARAMS_DIR = "params"            # orbax checkpoints, the layout `init_checkpoint` reads
+BATCH_STATS_DIR = "batch_stats"
 _SCALARS = (bool, int, float, str)
 
 
@@ -95,9 +96,9 @@ def load(path: str) -> ModelDefinition:
 
 
 def checkpoint_path(path: str) -> str | None:
-  """The export's orbax checkpoint directory, if it has one."""
+  """The export's orbax parameter checkpoint, if it has one."""
   directory = path if os.path.isdir(path) else os.path.dirname(path)
-  ckpt = os.path.join(directory, CHECKPOINT_DIR)
+  ckpt = os.path.join(directory, PARAMS_DIR)
   return os.path.abspath(ckpt) if os.path.isdir(ckpt) else None
 
 

@@ -15,8 +15,8 @@ from models import genotype as genotype_lib
 
 
 def export_model(definition: exported.ModelDefinition, out_dir: str, *,
-                 params_checkpoint: str | None = None) -> dict[str, Any]:
-  """Writes the export; `params_checkpoint` is an orbax parameter checkpoint to copy in.
+                 weights_dir: str | None = None) -> dict[str, Any]:
+  """Writes the export; `weights_dir` holds orbax `params/` and `batch_stats/` to copy in.
 
   Returns what was written (also saved as `export.json` in `out_dir`).
   """
@@ -26,14 +26,15 @@ def export_model(definition: exported.ModelDefinition, out_dir: str, *,
   genotype_lib.save(definition.genotype, genotype_path)
   written["genotype"] = genotype_path
   written["diagrams"] = diagram.draw_genotype(definition.genotype, os.path.join(out_dir, "cell"))
-  if params_checkpoint is not None:
-    target = os.path.join(out_dir, exported.CHECKPOINT_DIR)
-    staging = target + ".partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(params_checkpoint, staging)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
-    written["checkpoint"] = target
+  if weights_dir is not None:
+    for part in (exported.PARAMS_DIR, exported.BATCH_STATS_DIR):
+      target = os.path.join(out_dir, part)
+      staging = target + ".partial"
+      shutil.rmtree(staging, ignore_errors=True)
+      shutil.copytree(os.path.join(weights_dir, part), staging)
+      shutil.rmtree(target, ignore_errors=True)
+      os.replace(staging, target)
+      written[part] = target
   written["summary"] = _summary(definition)
   with open(os.path.join(out_dir, "export.json"), "w") as f:
     json.dump(written, f, indent=2)

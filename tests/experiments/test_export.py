@@ -92,8 +92,11 @@ def test_export_from_training_run_carries_its_trained_parameters(tmp_path):
   checkpoints = tmp_path / "train" / "checkpoints"
   step = max(int(d) for d in os.listdir(checkpoints) if d.isdigit())
   with ocp.StandardCheckpointer() as checkpointer:
-    trained = checkpointer.restore(str(checkpoints / str(step) / "default"))["params"]
-    shipped = checkpointer.restore(exported.checkpoint_path(str(tmp_path / "export" / "found")))
-  assert jax.tree.structure(trained) == jax.tree.structure(shipped)
-  for a, b in zip(jax.tree.leaves(trained), jax.tree.leaves(shipped)):
-    np.testing.assert_array_equal(a, b)
+    trained = checkpointer.restore(str(checkpoints / str(step) / "default"))
+    shipped = {part: checkpointer.restore(str(tmp_path / "export" / "found" / part))
+               for part in (exported.PARAMS_DIR, exported.BATCH_STATS_DIR)}
+  for ours, theirs in ((trained["params"], shipped["params"]),
+                       (trained["model_state"], shipped["batch_stats"])):
+    assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+      np.testing.assert_array_equal(a, b)
