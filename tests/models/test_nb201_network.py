@@ -92,7 +92,7 @@ def test_cell_sums_incoming_edges():
 
 def test_residual_reduction_shortcut_is_avg_pool_then_1x1():
   block = ResidualReduction(3, 6, style=DARTS_STYLE, rngs=_rngs())
-  block.conv_b.bn.norm.scale[...] = jnp.zeros(6)  # silence the conv branch
+  block.conv_b.bn.scale[...] = jnp.zeros(6)  # silence the conv branch
   x = _images(2, 8, 8, 3)
   pooled = x.reshape(2, 4, 2, 4, 2, 3).mean(axis=(2, 4))
   expected = jnp.einsum("nhwc,cd->nhwd", pooled, block.shortcut.kernel[...][0, 0])
@@ -117,9 +117,9 @@ def test_forward_shapes_train_step_and_batch_stats():
   logits, (out, aux) = evaluate(model, x)
   assert logits.shape == (2, 7) and aux is None
   np.testing.assert_array_equal(out, logits)
-  before = model.head_bn.norm.mean[...]
+  before = model.head_bn.mean[...]
   grads = train_step(model, x)
-  assert not np.allclose(model.head_bn.norm.mean[...], before)  # batch stats updated
+  assert not np.allclose(model.head_bn.mean[...], before)  # batch stats updated
   assert float(jnp.abs(grads.stem_conv.kernel[...]).sum()) > 0
   assert float(jnp.abs(grads.classifier.kernel[...]).sum()) > 0
 

@@ -1,0 +1,1 @@
+"""DARTS: the bilevel architecture step and the genotype derived from α."""
