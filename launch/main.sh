@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job, end to end on the embedded offline dataset (shapes32):
-#   1. search  - DARTS (second order) finds a cell            -> $W/search/genotype.json
+#   1. search  - DARTS (first order, to fit the CPU budget) finds a cell -> $W/search/genotype.json
 #   2. train   - the found cell is trained from scratch         -> $W/train/metrics.json
 #   3. export  - cell + trained weights as a model definition  -> $W/export/found_cell/
 #   4. diagram - normal/reduction cell PNG+SVG, params, mult-adds (in the export)
@@ -16,11 +16,12 @@ start=$(date +%s)
 stage() { echo; echo "== $1 ($(( $(date +%s) - start )) s)"; }
 
 stage "1/4 search: DARTS on shapes32"
-$PY -m experiments.search --config=experiments/configs/darts_cifar10.py --workdir="$W/search"
+$PY -m experiments.search --config=experiments/configs/darts_cifar10.py --workdir="$W/search" \
+    --config.arch.order=1
 
 stage "2/4 train the found cell"
 $PY -m experiments.train --config=experiments/configs/train_cifar.py \
-    --config.genotype="$W/search/genotype.json" --workdir="$W/train"
+    --config.genotype="$W/search/genotype.json" --config.num_epochs=2 --workdir="$W/train"
 
 stage "3/4 export"
 $PY -m experiments.export --train_workdir="$W/train" --name=found_cell --out="$W/export" >/dev/null
