@@ -6,8 +6,10 @@ Written once per test process into a temporary directory and cached.
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import shutil
 import tempfile
 
 from nas.evaluators import synthetic
@@ -19,7 +21,9 @@ REPORT = synthetic.REPORT_COLUMN
 
 @functools.lru_cache(maxsize=None)
 def table_path(seed: int = 0) -> str:
-  path = os.path.join(tempfile.mkdtemp(prefix="nb201-synthetic-"), f"table_{seed}.csv")
+  directory = tempfile.mkdtemp(prefix="nb201-synthetic-")
+  atexit.register(shutil.rmtree, directory, ignore_errors=True)
+  path = os.path.join(directory, f"table_{seed}.csv")
   synthetic.write_table(path, seed=seed)
   return path
 
