@@ -35,17 +35,14 @@ def export_model(definition: exported.ModelDefinition, out_dir: str, *,
       shutil.rmtree(target, ignore_errors=True)
       os.replace(staging, target)
       written[part] = target
-  written["summary"] = _summary(definition)
+  written["summary"] = _summary(out_dir)
   with open(os.path.join(out_dir, "export.json"), "w") as f:
     json.dump(written, f, indent=2)
     f.write("\n")
   return written
 
 
-def _summary(definition: exported.ModelDefinition) -> dict[str, Any]:
-  from flax import nnx
-  from models import flops
-  model = nnx.eval_shape(lambda: exported.build(definition, rngs=nnx.Rngs(0)))
-  return {"params": flops.count_params(model),
-          "mult_adds": flops.count_mult_adds(model, definition.image_size),
-          "genotype_hash": genotype_lib.genotype_hash(definition.genotype)}
+def _summary(out_dir: str) -> dict[str, Any]:
+  from models import summary
+  s, _ = summary.summarize(out_dir)
+  return {"params": s.params, "mult_adds": s.mult_adds, "genotype_hash": s.genotype_hash}
