@@ -50,12 +50,14 @@ class ProxyEvaluator(Evaluator):
     return out
 
 
-def child_config(num_epochs: float = 0.25, filters: int = 8, layers: int = 2,
+def child_config(num_epochs: float = 0.25, filters: int = 8, layers: int = 5,
                  validation_fraction: float = 0.1) -> ml_collections.ConfigDict:
   """A CPU-sized child recipe: `train_cifar.py` on the embedded dataset, shrunk.
 
   `layers` cells in the `cifar` skeleton with `filters` filters, trained for
   `num_epochs` (a fraction is fine) on the training split minus its held-out tail.
+  Five layers are one normal cell per stack around the two reduction cells (with
+  two, the child would hold no normal cell and the normal cell would go unscored).
   """
   from experiments.configs import train_cifar
   config = train_cifar.get_config()

@@ -59,8 +59,9 @@ def _jaxpr_mult_adds(jaxpr: Any) -> int:
       (lhs_contract, _), _ = eqn.params["dimension_numbers"]
       lhs = eqn.invars[0].aval.shape
       total += math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[d] for d in lhs_contract)
+    repeats = eqn.params["length"] if name == "scan" else 1  # a scan's body runs length times
     for sub in _sub_jaxprs(eqn.params):
-      total += _jaxpr_mult_adds(sub)
+      total += repeats * _jaxpr_mult_adds(sub)
   return total
 
 

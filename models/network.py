@@ -8,7 +8,9 @@ F = 44). The stems:
   filters (NASNet-A, PNASNet-5).
 - `darts_imagenet`: three stride-2 3x3 convs (DARTS's stem0/stem1).
 The auxiliary head sits after the second reduction cell, as in DARTS; its parameters live
-under `aux_head` so counters can leave them out.
+under `aux_head` so counters can leave them out. With `scan_cells`, each run of identical
+normal cells is one `models.cell_stack.CellRun` (stacked weights, applied with a scan);
+`models.cell_stack.copy_weights` converts weights between the two layouts.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from flax import nnx
 from models import genotype as gt
 from models import ops
 from models.cell import Cell
+from models.cell_stack import CellRun, identical_runs, next_inputs
 
 STEMS = ("cifar", "nasnet_imagenet", "darts_imagenet")
 
@@ -42,6 +45,9 @@ class NetworkConfig:
   dropout: float = 0.0                           # before the classifier
   drop_path_cell_scaling: bool = False           # TF-slim: cell i drops with rate * (i+1)/cells
   style: ops.OpStyle = ops.DARTS_STYLE
+  # Runs of identical normal cells become one `CellRun` so XLA traces each run's cell once.
+  # Changes the parameter tree (checkpoints, weight import expect the default layout).
+  scan_cells: bool = False
 
   def __post_init__(self):
     if self.stem not in STEMS:
@@ -132,13 +138,15 @@ class Network(nnx.Module):
     c0 = None if config.stem == "nasnet_imagenet" else stem_filters
     c1 = stem_filters
     reduce_prev = config.stem == "darts_imagenet"
-    cells, keep_s0 = [], []
+    cells, keep_s0, signatures = [], [], []
     aux = None
     for i, (reduction, filters) in enumerate(plan):
       cell = Cell(genotype.reduce if reduction else genotype.normal, c_prev_prev=c0, c_prev=c1,
                   filters=filters, reduction=reduction, reduce_prev=reduce_prev, style=style,
                   rngs=rngs)
       cells.append(cell)
+      # Normal cells built with equal arguments and wired alike are one program (scan_cells).
+      signature = None if reduction else (c0, c1, filters, reduce_prev)
       size = -(-size // 2) if reduction else size
       in_network_reduction = reduction and i >= self.num_stem_cells
       if config.skip_reduction_input and in_network_reduction:
@@ -148,11 +156,16 @@ class Network(nnx.Module):
       else:
         c0, c1, reduce_prev = c1, cell.out_channels, reduction
         keep_s0.append(False)
+      signatures.append(None if signature is None else (*signature, keep_s0[-1]))
       if i == aux_index and config.aux_head:
         aux = AuxiliaryHead(c1, size, 3 if config.stem == "cifar" else 2, config.num_classes,
                             style, rngs)
-    self.cells = nnx.List(cells)
     self.keep_s0 = tuple(keep_s0)
+    # (first cell, cells) of every entry of `self.cells`: a Cell, or a CellRun when scanned.
+    self.cell_spans = (identical_runs(signatures) if config.scan_cells
+                       else tuple((i, 1) for i in range(len(cells))))
+    self.cells = nnx.List([
+        cells[i] if n == 1 else CellRun(cells[i:i + n], keep_s0[i]) for i, n in self.cell_spans])
     self.aux_index = aux_index
     self.aux_head = aux
     self.classifier = nnx.Linear(c1, config.num_classes, dtype=style.dtype, rngs=rngs)
@@ -165,13 +178,17 @@ class Network(nnx.Module):
       x = x.astype(cfg.style.dtype)
     s0, s1 = self.stem(x, train=train)
     aux_logits = None
-    num_cells = len(self.cells)
-    for i, (cell, keep_s0) in enumerate(zip(self.cells, self.keep_s0)):
-      rate = drop_path_rate * (i + 1) / num_cells if cfg.drop_path_cell_scaling else drop_path_rate
-      cell_key = None if key is None else jax.random.fold_in(key, i)
-      out = cell(s0, s1, train=train, drop_rate=rate, key=cell_key)
-      s0, s1 = (s0, out) if keep_s0 else (s1, out)
-      if i == self.aux_index and self.aux_head is not None and return_aux:
+    num_cells = len(self.keep_s0)
+    for entry, (start, n) in zip(self.cells, self.cell_spans):
+      rates = [drop_path_rate * (i + 1) / num_cells if cfg.drop_path_cell_scaling
+               else drop_path_rate for i in range(start, start + n)]
+      keys = None if key is None else [jax.random.fold_in(key, i) for i in range(start, start + n)]
+      if isinstance(entry, CellRun):
+        s0, s1 = entry(s0, s1, train=train, rates=rates, keys=keys)
+      else:
+        out = entry(s0, s1, train=train, drop_rate=rates[0], key=None if keys is None else keys[0])
+        s0, s1 = next_inputs(s0, s1, out, self.keep_s0[start])
+      if start + n - 1 == self.aux_index and self.aux_head is not None and return_aux:
         aux_logits = self.aux_head(s1, train=train)
     if cfg.final_relu:
       s1 = jax.nn.relu(s1)

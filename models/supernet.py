@@ -56,6 +56,39 @@ class MixedOp(nnx.Module):
     return sum(w * op(x, train=train) for w, op in zip(weights, self.ops))
 
 
+def edge_index(node: int, source: int) -> int:
+  """Row of α for the edge from `source` into intermediate node `node` (0-based), in
+  DARTS's order: node 0's edges from inputs 0 and 1, then node 1's from 0, 1, 2, ..."""
+  return edge_count(node) + source
+
+
+class SourceEdges(nnx.Module):
+  """The mixed ops on every edge leaving one node, as one module with stacked parameters.
+
+  All edges leaving a node read the same tensor with the same stride, so they are
+  one vmapped computation: XLA compiles each op once per source instead of once per
+  edge, which cut the compile time of the search step several-fold on CPU.
+  The output has a leading axis over the edges.
+  """
+
+  def __init__(self, op_names: Sequence[str], channels: int, stride: int, num_edges: int,
+               style: ops_lib.OpStyle, rngs: nnx.Rngs):
+    self.num_edges = num_edges
+
+    @nnx.split_rngs(splits=num_edges)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def create(rngs: nnx.Rngs) -> MixedOp:
+      return MixedOp(op_names, channels, stride, style, rngs)
+
+    self.mixed = create(rngs)
+
+  def __call__(self, x: jax.Array, weights: jax.Array, *, train: bool) -> jax.Array:
+    @nnx.vmap(in_axes=(0, None, 0), out_axes=0)
+    def apply(mixed: MixedOp, x: jax.Array, w: jax.Array) -> jax.Array:
+      return mixed(x, w, train=train)
+    return apply(self.mixed, x, weights)
+
+
 class SearchCell(nnx.Module):
   """`steps` nodes, each the sum of mixed ops on all earlier nodes; output concat of the
   last `multiplier` nodes. Reduction cells stride the edges leaving the two inputs."""
@@ -70,18 +103,24 @@ class SearchCell(nnx.Module):
     else:
       self.preprocess0 = ops_lib.ConvBN(C_prev_prev, C, 1, style=style, rngs=rngs)
     self.preprocess1 = ops_lib.ConvBN(C_prev, C, 1, style=style, rngs=rngs)
-    self.edges = nnx.List([
-        MixedOp(op_names, C, 2 if reduction and j < 2 else 1, style, rngs)
-        for k in range(steps) for j in range(2 + k)])
+    # Source s (0, 1: the cell inputs; s >= 2: node s - 2) feeds the nodes in targets[s].
+    self.targets = tuple(tuple(range(max(0, s - 1), steps)) for s in range(steps + 1))
+    self.sources = nnx.List([
+        SourceEdges(op_names, C, 2 if reduction and s < 2 else 1, len(targets), style, rngs)
+        for s, targets in enumerate(self.targets)])
 
   def __call__(self, s0: jax.Array, s1: jax.Array, weights: jax.Array, *,
                train: bool) -> jax.Array:
     states = [self.preprocess0(s0, train=train), self.preprocess1(s1, train=train)]
-    offset = 0
-    for _ in range(self.steps):
-      states.append(sum(self.edges[offset + j](h, weights[offset + j], train=train)
-                        for j, h in enumerate(states)))
-      offset += len(states) - 1
+    nodes: list[jax.Array | None] = [None] * self.steps
+    for s, (edges, targets) in enumerate(zip(self.sources, self.targets)):
+      if s >= 2:
+        states.append(nodes[s - 2])  # every source before s has added its edge into it
+      rows = jnp.asarray([edge_index(k, s) for k in targets])
+      out = edges(states[s], weights[rows], train=train)
+      for e, k in enumerate(targets):
+        nodes[k] = out[e] if nodes[k] is None else nodes[k] + out[e]
+    states.append(nodes[-1])
     return jnp.concatenate(states[-self.multiplier:], axis=-1)
 
 

@@ -4,8 +4,8 @@
         [--batch=64] [--image=32] [--layers=8] [--channels=16]
 
 Writes XLA's compiled memory analysis of the jitted step (arguments, outputs,
-temporaries: what the step itself needs), the compile and step times, and the
-process's peak RSS after one step.
+temporaries; `xla_peak_mib` = their sum less aliased buffers: what one step needs at
+its peak), the compile and median step times, and the process's peak RSS.
 """
 from __future__ import annotations
 
@@ -19,10 +19,12 @@ import numpy as np
 from flax import nnx
 
 from experiments import darts_search, parallel
+from experiments.benchmarks.timing import time_steps
 from experiments.configs import darts_cifar10
 
 
-def measure(order: int, batch: int, image: int, layers: int, channels: int) -> dict:
+def measure(order: int, batch: int, image: int, layers: int, channels: int,
+            steps: int = 1) -> dict:
   config = darts_cifar10.get_config("paper")
   mesh = parallel.make_mesh(jax.devices()[:1])
   with config.unlocked():
@@ -47,17 +49,19 @@ def measure(order: int, batch: int, image: int, layers: int, channels: int) -> d
   compiled = step.lower(state, batch_arrays, key).compile()
   compile_s = time.perf_counter() - started
   analysis = compiled.memory_analysis()
-  started = time.perf_counter()
-  jax.block_until_ready(compiled(state, batch_arrays, key))
-  step_s = time.perf_counter() - started
+  timed = time_steps(lambda: compiled(state, batch_arrays, key), steps=steps, warmup=1,
+                     block=jax.block_until_ready)
   mib = lambda b: round(b / 2 ** 20, 1)
   fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
             "generated_code_size_in_bytes", "alias_size_in_bytes")
   out = {f"xla_{f.replace('_in_bytes', '')}_mib": mib(getattr(analysis, f)) for f in fields
          if analysis is not None and hasattr(analysis, f)}
+  if analysis is not None:
+    out["xla_peak_mib"] = mib(analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+                              + analysis.temp_size_in_bytes - analysis.alias_size_in_bytes)
   out.update(order=order, batch=batch, image=image, layers=layers, channels=channels,
              backend=jax.default_backend(), compile_s=round(compile_s, 1),
-             step_s=round(step_s, 2),
+             step_s=round(timed["median_s"], 3), step_times_s=timed["times_s"],
              num_weights=int(sum(x.size for x in jax.tree.leaves(state.weights))),
              peak_rss_mib=mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
   return out
@@ -71,8 +75,9 @@ def main() -> None:
   parser.add_argument("--image", type=int, default=32)
   parser.add_argument("--layers", type=int, default=8)
   parser.add_argument("--channels", type=int, default=16)
+  parser.add_argument("--steps", type=int, default=1)
   args = parser.parse_args()
-  result = measure(args.order, args.batch, args.image, args.layers, args.channels)
+  result = measure(args.order, args.batch, args.image, args.layers, args.channels, args.steps)
   with open(args.out, "w") as f:
     json.dump(result, f, indent=2)
   print(json.dumps(result, indent=2))

@@ -118,3 +118,45 @@ def test_four_devices_follow_the_one_device_alpha_trajectory():
       np.testing.assert_array_equal(replica, per_replica[0])
   assert np.abs(np.asarray(trajectories[1][-1] - alpha["alpha"][...])).max() > 1e-2
   np.testing.assert_allclose(trajectories[4], trajectories[1], rtol=1e-4, atol=1e-5)
+
+
+def _edge_op(source_edges: supernet.SourceEdges, e: int) -> supernet.MixedOp:
+  """Edge `e` of a stacked `SourceEdges`, as a standalone MixedOp."""
+  graphdef, state = nnx.split(source_edges.mixed)
+  return nnx.merge(graphdef, jax.tree.map(lambda x: x[e], state))
+
+
+def test_grouped_search_cell_equals_the_per_edge_sum():
+  """Each node = sum over earlier nodes j of MixedOp_(j->node)(h_j), with α row edge_index."""
+  style = ops.OpStyle(bn_affine=False)
+  steps, channels = 2, 4
+  train = True  # BN normalizes with the batch: each edge must see its own input
+  for reduction in (False, True):
+    cell = supernet.SearchCell(spaces.DARTS.ops, steps=steps, multiplier=2, C_prev_prev=3,
+                               C_prev=5, C=channels, reduction=reduction, reduction_prev=False,
+                               style=style, rngs=nnx.Rngs(1))
+    r = np.random.default_rng(0)
+    s0, s1 = (jnp.asarray(r.normal(size=(2, 8, 8, c)), jnp.float32) for c in (3, 5))
+    weights = jax.nn.softmax(jnp.asarray(r.normal(size=(supernet.edge_count(steps),
+                                                        len(spaces.DARTS.ops)))), -1)
+
+    @nnx.jit
+    def grouped_and_per_edge(cell, s0, s1, weights):
+      got = cell(s0, s1, weights, train=train)
+      states = [cell.preprocess0(s0, train=train), cell.preprocess1(s1, train=train)]
+      for node in range(steps):
+        states.append(sum(
+            _edge_op(cell.sources[j], cell.targets[j].index(node))(
+                h, weights[supernet.edge_index(node, j)], train=train)
+            for j, h in enumerate(states)))
+      return got, jnp.concatenate(states[-2:], axis=-1)
+
+    got, want = grouped_and_per_edge(cell, s0, s1, weights)
+    assert got.shape == want.shape == ((2, 4, 4, 2 * channels) if reduction
+                                       else (2, 8, 8, 2 * channels))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_edge_index_follows_darts_row_order():
+  rows = [supernet.edge_index(node, j) for node in range(4) for j in range(2 + node)]
+  assert rows == list(range(14))
