@@ -35,6 +35,9 @@ _STEPS = flags.DEFINE_integer("steps", 5, "timed steps per measurement")
 _CHILDREN = flags.DEFINE_integer("children", 10, "random children in the compile suite")
 _TORCH_THREADS = flags.DEFINE_integer(
     "torch_threads", 0, "PyTorch intra-op threads (0: one per CPU core, as XLA:CPU uses)")
+_DARTS_LAYERS = flags.DEFINE_integer(
+    "darts_layers", 8, "cells of the DARTS search network (the paper: 8)")
+_DARTS_ORDERS = flags.DEFINE_list("darts_orders", ["1", "2"], "DARTS step orders to time")
 _QUICK = flags.DEFINE_bool("quick", False, "tiny networks: a smoke run, not a measurement")
 
 
@@ -73,7 +76,9 @@ def main(argv: list[str]) -> None:
   result = {"machine": machine(), "quick": _QUICK.value, "suites": {}}
   rows = []
   for name in names:
-    suite_rows = SUITES[name](steps=_STEPS.value, children=_CHILDREN.value, quick=_QUICK.value)
+    suite_rows = SUITES[name](steps=_STEPS.value, children=_CHILDREN.value, quick=_QUICK.value,
+                              darts_layers=_DARTS_LAYERS.value,
+                              darts_orders=[int(o) for o in _DARTS_ORDERS.value])
     result["suites"][name] = suite_rows
     rows += [dict(r, suite=name) for r in suite_rows]
     with open(_OUT.value + ".tmp", "w") as f:  # partial results survive a later failure

@@ -121,7 +121,7 @@ class Network(nnx.Module):
     style, F = config.style, config.filters
     stem_filters = config.stem_filters or (3 * F if config.stem == "cifar" else F)
     self.stem = Stem(config.stem, stem_filters, style, rngs)
-    size = _stem_output_size(config.stem, config.image_size)
+    size = stem_output_size(config.stem, config.image_size)
 
     # (reduction?, filters) for every cell, stem cells first.
     plan = []
@@ -203,7 +203,7 @@ class Network(nnx.Module):
     return logits
 
 
-def _stem_output_size(stem: str, image_size: int) -> int:
+def stem_output_size(stem: str, image_size: int) -> int:
   if stem == "nasnet_imagenet":
     return (image_size - 3) // 2 + 1
   if stem == "darts_imagenet":

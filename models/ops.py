@@ -20,6 +20,7 @@ from flax import nnx
 from jax import lax
 
 from models.depthwise import depthwise_conv2d
+from models.pointwise import pointwise_conv2d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,11 +80,14 @@ def spatial_padding(size: Sequence[int], kernel: Sequence[int], stride: Sequence
 
 _DEPTHWISE_IMPL: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "depthwise_impl", default=None)
+_POINTWISE_IMPL = {"lax": "lax", "shifted": "dot"}  # the 1x1 conv path for each choice
 
 
 @contextlib.contextmanager
 def depthwise_impl(impl: str | None) -> Iterator[None]:
-  """Forces the depthwise implementation while tracing (FLOP counting needs real convs)."""
+  """Forces the conv implementations while tracing: "lax" uses XLA's convolution for
+  every conv (FLOP counting needs real convs), "shifted" the CPU fast paths (shifted
+  multiply-adds for depthwise, a matrix product for 1x1), None the backend's choice."""
   token = _DEPTHWISE_IMPL.set(impl)
   try:
     yield
@@ -152,9 +156,13 @@ class Conv(nnx.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     x = _cast(x, self.style)
     kernel = _cast(self.kernel[...], self.style)
+    impl = _DEPTHWISE_IMPL.get()
     if self.groups > 1 and self.groups == x.shape[-1]:
       return depthwise_conv2d(x, kernel, strides=self.stride, padding=self._pads(x),
-                              dilation=self.dilation, impl=_DEPTHWISE_IMPL.get())
+                              dilation=self.dilation, impl=impl)
+    if self.kernel_size == (1, 1) and self.groups == 1:
+      return pointwise_conv2d(x, kernel, strides=self.stride, padding=self._pads(x),
+                              impl=_POINTWISE_IMPL.get(impl))
     return lax.conv_general_dilated(
         x, kernel, window_strides=self.stride, padding=self._pads(x),
         rhs_dilation=self.dilation, dimension_numbers=("NHWC", "HWIO", "NHWC"),

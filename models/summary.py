@@ -19,6 +19,7 @@ from flax import nnx
 
 from models import cell as cell_lib
 from models import diagram, exported, flops, zoo
+from models.cell_stack import CellRun
 from models.errors import UserError, exit_on_user_error
 from models.genotype import Genotype, genotype_hash, load
 from models.nb201_network import NB201Cell, ResidualReduction
@@ -80,6 +81,8 @@ def summarize(target: str, *, skeleton: str | None = None, image_size: int | Non
   modules = [m for _, m in nnx.iter_graph(model)]
   normal = sum(isinstance(m, NB201Cell) or (isinstance(m, cell_lib.Cell) and not m.reduction)
                for m in modules)
+  # A scanned run of identical cells holds one stacked Cell for `length` cells.
+  normal += sum(m.length - 1 for m in modules if isinstance(m, CellRun))
   reduction = sum(isinstance(m, ResidualReduction) or (isinstance(m, cell_lib.Cell) and m.reduction)
                   for m in modules)
   summary = Summary(

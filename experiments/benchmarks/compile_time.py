@@ -5,8 +5,9 @@ Each measurement runs in a fresh worker process (so nothing is cached in memory)
     python -m experiments.benchmarks.compile_time --children=10 --layers=5 --filters=8 \
         [--scan_cells] [--cache_dir=DIR]
 
-prints one JSON object: per child, the seconds to trace and compile the train
-step and the eval step, and the median time of a train step of a random NASNet-space child in the `cifar` skeleton,
+prints one JSON object: per child (a random NASNet-space cell in the `cifar`
+skeleton), the seconds to trace and compile the train step and the eval step, and
+the median time of a train step;
 the same work `experiments.proxy_evaluator` pays before a child's first step.
 `measure_variants` runs the workers for the benchmark suite: cold, cold with
 `scan_cells`, and twice on one persistent cache directory (filling, then warm).

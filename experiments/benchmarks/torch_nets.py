@@ -9,9 +9,7 @@ weights by path and the two compute the same logits. Needs torch (optional,
 from __future__ import annotations
 
 import math
-import statistics
 import sys
-import time
 from typing import Any, Callable, Sequence
 
 import jax
@@ -21,9 +19,10 @@ import torch.nn.functional as F
 from flax import nnx
 from torch import nn
 
+from experiments.benchmarks.timing import time_steps
 from models import genotype as gt
 from models import ops as jax_ops
-from models.network import NetworkConfig, _stem_output_size
+from models.network import NetworkConfig, stem_output_size
 from models.ops import OpStyle
 
 
@@ -392,7 +391,7 @@ class Network(nn.Module):
     style, base = config.style, config.filters
     stem_filters = config.stem_filters or (3 * base if config.stem == "cifar" else base)
     self.stem = Stem(config.stem, stem_filters, style)
-    size = _stem_output_size(config.stem, config.image_size)
+    size = stem_output_size(config.stem, config.image_size)
 
     plan = []
     if config.stem == "nasnet_imagenet":
@@ -536,18 +535,6 @@ def load_variables(torch_module: nn.Module, ours: dict[str, Any]) -> None:
 
 # ----------------------------------------------------------------------------- timing
 
-def median_step_time(step: Callable[[], Any], *, steps: int, warmup: int) -> dict[str, Any]:
-  """Runs `step` warmup + steps times; the median and every timed duration in seconds."""
-  for _ in range(warmup):
-    step()
-  times = []
-  for _ in range(steps):
-    started = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - started)
-  return {"median_s": statistics.median(times), "times_s": times}
-
-
 def time_train_step(module: nn.Module, images_nchw: torch.Tensor, labels: torch.Tensor, *,
                     steps: int, warmup: int = 2, lr: float = 0.01) -> dict[str, Any]:
   """Times SGD (momentum 0.9) training steps with cross-entropy; the caller sets threads."""
@@ -561,4 +548,4 @@ def time_train_step(module: nn.Module, images_nchw: torch.Tensor, labels: torch.
     optimizer.step()
     return loss
 
-  return median_step_time(step, steps=steps, warmup=warmup)
+  return time_steps(step, steps=steps, warmup=warmup)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from experiments.benchmarks import torch_nets
+from experiments.benchmarks.timing import time_steps
 from models.ops import OpStyle
 
 ARCH_NAMES = ("alpha_normal", "alpha_reduce")
@@ -294,7 +295,7 @@ def time_search_step(step_fn: Callable[..., Any], train_x: torch.Tensor, train_y
                      val_x: torch.Tensor, val_y: torch.Tensor, *, steps: int,
                      warmup: int = 2) -> dict[str, Any]:
   """Median seconds per search step and every timed duration; the caller sets threads."""
-  return torch_nets.median_step_time(lambda: step_fn(train_x, train_y, val_x, val_y),
+  return time_steps(lambda: step_fn(train_x, train_y, val_x, val_y),
                                      steps=steps, warmup=warmup)
 
 

@@ -10,10 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from models import genotype as gt
-
-
-def edge_count(steps: int, num_inputs: int = 2) -> int:
-  return sum(num_inputs + k for k in range(steps))
+from models.supernet import edge_count
 
 
 def edges_of_node(k: int, num_inputs: int = 2) -> range:
