@@ -4,7 +4,7 @@
 `op(x, *, train)` on NHWC input. Stride 2 halves H and W (rounding up) and keeps the
 channel count. Everything that differs between the reference implementations
 (Keras/TF-slim NASNet and PNASNet, PyTorch DARTS) is a field of `OpStyle`, so one set of
-layers serves them all. Adding an op is one entry in `OPS`.
+layers serves them all. Adding an op is one entry in `OP_SPECS`.
 """
 from __future__ import annotations
 
@@ -387,26 +387,35 @@ def _pool(kind: str, k: int) -> OpBuilder:
   return lambda cin, cout, s, style, rngs: Pool(cin, cout, kind, k, s, style=style, rngs=rngs)
 
 
-OPS: dict[str, OpBuilder] = {
-    "none": lambda cin, cout, s, style, rngs: Zero(cout, s),
-    "identity": _identity,
-    "skip_connect": _identity,
-    "sep_conv_3x3": _sep(3),
-    "sep_conv_5x5": _sep(5),
-    "sep_conv_7x7": _sep(7),
-    "dil_conv_3x3": _dil(3),
-    "dil_conv_5x5": _dil(5),
-    "conv_1x1": _conv(1),
-    "conv_3x3": _conv(3),
-    "nor_conv_1x1": _conv(1),
-    "nor_conv_3x3": _conv(3),
-    "conv_1x3_3x1": _spatial(3),
-    "conv_1x7_7x1": _spatial(7),
-    "avg_pool_3x3": _pool("avg", 3),
-    "max_pool_3x3": _pool("max", 3),
-    "max_pool_5x5": _pool("max", 5),
-    "max_pool_7x7": _pool("max", 7),
+# Every op as (family, family arguments); each framework maps a family to its layers.
+OP_SPECS: dict[str, tuple] = {
+    "none": ("zero",),
+    "identity": ("identity",),
+    "skip_connect": ("identity",),
+    "sep_conv_3x3": ("sep", 3),
+    "sep_conv_5x5": ("sep", 5),
+    "sep_conv_7x7": ("sep", 7),
+    "dil_conv_3x3": ("dil", 3),
+    "dil_conv_5x5": ("dil", 5),
+    "conv_1x1": ("conv", 1),
+    "conv_3x3": ("conv", 3),
+    "nor_conv_1x1": ("conv", 1),
+    "nor_conv_3x3": ("conv", 3),
+    "conv_1x3_3x1": ("spatial", 3),
+    "conv_1x7_7x1": ("spatial", 7),
+    "avg_pool_3x3": ("pool", "avg", 3),
+    "max_pool_3x3": ("pool", "max", 3),
+    "max_pool_5x5": ("pool", "max", 5),
+    "max_pool_7x7": ("pool", "max", 7),
 }
+
+_FAMILIES: dict[str, Callable[..., OpBuilder]] = {
+    "zero": lambda: lambda cin, cout, s, style, rngs: Zero(cout, s),
+    "identity": lambda: _identity,
+    "sep": _sep, "dil": _dil, "conv": _conv, "spatial": _spatial, "pool": _pool,
+}
+OPS: dict[str, OpBuilder] = {name: _FAMILIES[family](*args)
+                             for name, (family, *args) in OP_SPECS.items()}
 
 
 def is_identity(op: nnx.Module) -> bool:

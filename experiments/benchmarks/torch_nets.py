@@ -258,26 +258,13 @@ def _pool(kind: str, k: int) -> OpBuilder:
   return lambda cin, cout, s, style: Pool(cin, cout, kind, k, s, style=style)
 
 
-OPS: dict[str, OpBuilder] = {
-    "none": lambda cin, cout, s, style: Zero(cout, s),
-    "identity": _identity,
-    "skip_connect": _identity,
-    "sep_conv_3x3": _sep(3),
-    "sep_conv_5x5": _sep(5),
-    "sep_conv_7x7": _sep(7),
-    "dil_conv_3x3": _dil(3),
-    "dil_conv_5x5": _dil(5),
-    "conv_1x1": _conv(1),
-    "conv_3x3": _conv(3),
-    "nor_conv_1x1": _conv(1),
-    "nor_conv_3x3": _conv(3),
-    "conv_1x3_3x1": _spatial(3),
-    "conv_1x7_7x1": _spatial(7),
-    "avg_pool_3x3": _pool("avg", 3),
-    "max_pool_3x3": _pool("max", 3),
-    "max_pool_5x5": _pool("max", 5),
-    "max_pool_7x7": _pool("max", 7),
+_FAMILIES: dict[str, Callable[..., OpBuilder]] = {
+    "zero": lambda: lambda cin, cout, s, style: Zero(cout, s),
+    "identity": lambda: _identity,
+    "sep": _sep, "dil": _dil, "conv": _conv, "spatial": _spatial, "pool": _pool,
 }
+OPS: dict[str, OpBuilder] = {name: _FAMILIES[family](*args)
+                             for name, (family, *args) in jax_ops.OP_SPECS.items()}
 
 
 def make_op(name: str, channels: int, stride: int, style: OpStyle, *,
