@@ -46,6 +46,14 @@ def _cast_floats(tree: Any, dtype) -> Any:
                       tree)
 
 
+def _replica_mean(new: jax.Array, old: jax.Array) -> jax.Array:
+  """Running statistics averaged over replicas; integer state (a genotype held as data,
+  `models.anycell`) is the same on every replica and passes through."""
+  if not jnp.issubdtype(old.dtype, jnp.floating):
+    return new
+  return lax.pmean(new, DATA_AXIS).astype(old.dtype)
+
+
 def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
                     total_steps: int, learning_rate: optax.Schedule,
                     label_smoothing: float = 0.0, aux_weight: float = 0.0,
@@ -82,8 +90,7 @@ def make_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, *,
     grads = lax.pmean(grads, DATA_AXIS)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    model_state = jax.tree.map(lambda new, old: new.astype(old.dtype),
-                               lax.pmean(new_model_state, DATA_AXIS), state.model_state)
+    model_state = jax.tree.map(_replica_mean, new_model_state, state.model_state)
     metrics = {
         "loss": loss,
         "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),

@@ -53,8 +53,31 @@ def build_model(config: ml_collections.ConfigDict, *, num_classes: int, image_si
   if name not in zoo.model_names():
     raise UserError(f"config.model: unknown model {name!r}; "
                     f"choose one of {', '.join(sorted(zoo.model_names()))}")
+  if config.genotype_as_input:
+    return _build_anycell(name, genotype, overrides, num_classes=num_classes,
+                          image_size=image_size, rngs=rngs)
   try:
     return zoo.build_model(name, genotype=genotype, num_classes=num_classes,
                            image_size=image_size, rngs=rngs, **overrides)
   except TypeError as e:
     raise UserError(f"config.model_overrides: {e}") from None
+
+
+def _build_anycell(name: str, genotype: genotype_lib.Genotype | None, overrides: dict, *,
+                   num_classes: int, image_size: int, rngs: nnx.Rngs) -> nnx.Module:
+  """The `models.anycell` network of `genotype`: one program for its whole space."""
+  from models import anycell, spaces, zoo
+  where = "config.genotype_as_input"
+  if genotype is None or name not in zoo.MODELS:
+    raise UserError(f"{where}: needs a genotype file of a two-input cell space "
+                    f"(nasnet, pnas, darts) in a NASNet-style skeleton")
+  if genotype.space not in ("nasnet", "pnas", "darts"):
+    raise UserError(f"{where}: the genotype's space is {genotype.space!r}; the program is "
+                    f"built for a space's op set, one of nasnet, pnas, darts")
+  config = zoo.model_config(name, num_classes=num_classes, image_size=image_size, **overrides)
+  reason = anycell.space_supports(genotype, config)
+  if reason is not None:
+    raise UserError(f"{where}: {reason}")
+  rules = spaces.get_space(genotype.space)
+  return anycell.build(genotype, config, rules.ops, concat_combine="concat" in rules.combines,
+                       rngs=rngs)

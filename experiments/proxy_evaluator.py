@@ -70,4 +70,5 @@ def child_config(num_epochs: float = 0.25, filters: int = 8, layers: int = 5,
   config.eval_every = "0"
   config.checkpoint_every = "10 steps"
   config.log_every = "10 steps"
+  config.genotype_as_input = True  # every child reuses one compiled train step
   return config

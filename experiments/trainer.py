@@ -20,7 +20,7 @@ import tqdm
 from flax import nnx
 
 from experiments import checkpointing, classification, config_util, model_builder, optim
-from experiments import parallel, periodic
+from experiments import parallel, periodic, step_cache
 from experiments.data import pipeline
 from experiments.metrics_writer import MetricsWriter
 
@@ -147,12 +147,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   lr = optim.learning_rate_schedule(config.optimizer, total_steps=total_steps,
                                     steps_per_epoch=steps_per_epoch)
-  train_step = parallel.data_parallel(classification.make_train_step(
-      graphdef, tx, total_steps=total_steps, learning_rate=lr,
-      label_smoothing=config.label_smoothing, aux_weight=config.aux_weight,
-      drop_path_rate=config.drop_path_rate, compute_dtype=compute_dtype), mesh)
-  eval_step = parallel.data_parallel_eval(
-      classification.make_eval_step(graphdef, compute_dtype), mesh)
+  # Everything the steps close over is in their keys: equal keys make equal programs.
+  recipe = (graphdef, mesh, config.optimizer.to_json(), total_steps, steps_per_epoch,
+            config.label_smoothing, config.aux_weight, config.drop_path_rate,
+            config.compute_dtype)
+  train_step = step_cache.get(("train", *recipe), lambda: parallel.data_parallel(
+      classification.make_train_step(
+          graphdef, tx, total_steps=total_steps, learning_rate=lr,
+          label_smoothing=config.label_smoothing, aux_weight=config.aux_weight,
+          drop_path_rate=config.drop_path_rate, compute_dtype=compute_dtype), mesh))
+  eval_step = step_cache.get(("eval", graphdef, mesh, config.compute_dtype), lambda: (
+      parallel.data_parallel_eval(classification.make_eval_step(graphdef, compute_dtype), mesh)))
 
   def run_eval(s):
     batches = pipeline.eval_batches(builder, eval_split, global_batch_size=config.eval_batch_size,

@@ -15,6 +15,7 @@ normal cells is one `models.cell_stack.CellRun` (stacked weights, applied with a
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -110,10 +111,12 @@ class Network(nnx.Module):
   """`model(x, *, train, key, drop_path_rate, return_aux)` on NHWC float32 images.
 
   `key` drives drop path and the classifier dropout; both act only when `train` and a
-  key is given. `return_aux=True` returns `(logits, aux_logits or None)`.
+  key is given. `return_aux=True` returns `(logits, aux_logits or None)`. `cell_type`
+  builds each cell from `models.cell.Cell`'s arguments (`models.anycell` passes its own).
   """
 
-  def __init__(self, genotype: gt.Genotype, config: NetworkConfig, *, rngs: nnx.Rngs):
+  def __init__(self, genotype: gt.Genotype, config: NetworkConfig, *, rngs: nnx.Rngs,
+               cell_type: Callable[..., nnx.Module] = Cell):
     if genotype.reduce is None:
       raise gt.GenotypeError("reduce: a NASNet-style network needs a reduction cell")
     self.config = config
@@ -141,9 +144,9 @@ class Network(nnx.Module):
     cells, keep_s0, signatures = [], [], []
     aux = None
     for i, (reduction, filters) in enumerate(plan):
-      cell = Cell(genotype.reduce if reduction else genotype.normal, c_prev_prev=c0, c_prev=c1,
-                  filters=filters, reduction=reduction, reduce_prev=reduce_prev, style=style,
-                  rngs=rngs)
+      cell = cell_type(genotype.reduce if reduction else genotype.normal, c_prev_prev=c0,
+                       c_prev=c1, filters=filters, reduction=reduction, reduce_prev=reduce_prev,
+                       style=style, rngs=rngs)
       cells.append(cell)
       # Normal cells built with equal arguments and wired alike are one program (scan_cells).
       signature = None if reduction else (c0, c1, filters, reduce_prev)

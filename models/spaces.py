@@ -16,6 +16,7 @@ class SpaceRules:
   num_blocks: int                # blocks in a full cell of this space
   edges_per_block: int | None    # None: block j takes one edge from every earlier node (NB201)
   has_reduce_cell: bool
+  combines: tuple[str, ...] = ("add",)  # how a block may combine its edges
 
 
 NASNET = SpaceRules(
@@ -23,7 +24,8 @@ NASNET = SpaceRules(
     ops=("identity", "conv_1x3_3x1", "conv_1x7_7x1", "dil_conv_3x3",
          "avg_pool_3x3", "max_pool_3x3", "max_pool_5x5", "max_pool_7x7",
          "conv_1x1", "conv_3x3", "sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7"),
-    num_inputs=2, num_blocks=5, edges_per_block=2, has_reduce_cell=True)
+    num_inputs=2, num_blocks=5, edges_per_block=2, has_reduce_cell=True,
+    combines=("add", "concat"))
 
 PNAS = SpaceRules(
     name="pnas",

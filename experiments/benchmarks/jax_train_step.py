@@ -36,6 +36,10 @@ class CompiledStep:
     jax.block_until_ready(metrics)
 
 
+def benchmark_optimizer() -> optax.GradientTransformation:
+  return optax.sgd(0.01, momentum=0.9)
+
+
 def random_batch(batch_size: int, image_size: int, num_classes: int, seed: int = 0
                  ) -> dict[str, np.ndarray]:
   rng = np.random.default_rng(seed)
@@ -52,7 +56,7 @@ def compile_train_step(model: nnx.Module, batch: dict[str, np.ndarray], *,
   the backend's choice), as `ops.depthwise_impl` does while tracing.
   """
   mesh = mesh or parallel.make_mesh()
-  tx = optax.sgd(0.01, momentum=0.9)
+  tx = benchmark_optimizer()
   graphdef, state = classification.create_train_state(model, tx)
   num_params = int(sum(x.size for x in jax.tree.leaves(state.params)))
   state = parallel.replicate(state, mesh)

@@ -114,8 +114,9 @@ def _proxy_steps() -> tuple[int, dict]:
 def compile_time(*, children: int, quick: bool, **_) -> list[dict[str, Any]]:
   """Trace + compile seconds (train and eval step) of random NASNet-space children.
 
-  At the default proxy child's size: cold, and with a persistent compilation cache
-  (filled by one process, read by the next). At the 20-cell evaluation size, cold
+  At the default proxy child's size: cold, with a persistent compilation cache
+  (filled by one process, read by the next), and as `genotype_as_input` children
+  sharing one program (the default of proxy search; its first child compiles). At the 20-cell evaluation size, cold
   and with identical cells scanned. The compile share is against the child's
   proxy training: its steps x the measured step time.
   """
@@ -125,7 +126,8 @@ def compile_time(*, children: int, quick: bool, **_) -> list[dict[str, Any]]:
   if quick:
     children, layers, filters, sizes = min(children, 2), 2, 4, dict(batch_size=8)
   proxy = compile_lib.measure_variants(children=children, layers=layers, filters=filters,
-                                       variants=("cold", "cache"), **sizes)
+                                       variants=("cold", "cache", "genotype_as_input"),
+                                       **sizes)
   deep_layers = 5 if quick else 20
   deep = compile_lib.measure_variants(children=max(1, min(children, 3)), layers=deep_layers,
                                       filters=filters, variants=("cold", "scan"), **sizes)

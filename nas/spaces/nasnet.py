@@ -10,4 +10,4 @@ from nas.spaces.cells import CellSpace
 class NASNetSpace(CellSpace):
   rules = spaces.NASNET
   op_choices = spaces.NASNET.ops
-  combines = ("add", "concat")
+  combines = spaces.NASNET.combines
