@@ -58,6 +58,9 @@ def child_config(num_epochs: float = 0.25, filters: int = 8, layers: int = 5,
   `num_epochs` (a fraction is fine) on the training split minus its held-out tail.
   Five layers are one normal cell per stack around the two reduction cells (with
   two, the child would hold no normal cell and the normal cell would go unscored).
+  Children are `genotype_as_input` networks (`models.anycell`): the first child of a
+  search compiles the train step, every later one reuses it (a static child compiles
+  for about as long as it trains). Their training equals the static child's.
   """
   from experiments.configs import train_cifar
   config = train_cifar.get_config()

@@ -23,6 +23,7 @@ from experiments import checkpointing, classification, config_util, model_builde
 from experiments import parallel, periodic, step_cache
 from experiments.data import pipeline
 from experiments.metrics_writer import MetricsWriter
+from models import anycell
 
 
 @dataclasses.dataclass
@@ -129,7 +130,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   tx = optim.make_optimizer(config.optimizer, total_steps=total_steps,
                             steps_per_epoch=steps_per_epoch)
   graphdef, state = classification.create_train_state(model, tx)
-  num_params = int(sum(x.size for x in jax.tree.leaves(state.params)))
+  num_params = anycell.child_param_count(model) or int(
+      sum(x.size for x in jax.tree.leaves(state.params)))
   del model
   state = parallel.replicate(state, mesh)
 

@@ -46,6 +46,16 @@ class CellChoice(nnx.Variable):
   """Part of a genotype as data: ops, inputs, combine rules or the output mask of a cell."""
 
 
+class ChildParamCount(nnx.Variable):
+  """The parameter count of the genotype's own network (the program holds every op's)."""
+
+
+def child_param_count(model: nnx.Module) -> int | None:
+  """`model`'s genotype's parameter count if it is an `AnyCell` network, else None."""
+  count = getattr(model, "child_params", None)
+  return None if count is None else int(count[...])
+
+
 class EdgeChoices(nnx.Module):
   """Every op one edge slot can run; branch k of `__call__` runs `ops[k]`.
 
@@ -80,7 +90,8 @@ def _edge_function(graphdef: nnx.GraphDef, num_branches: int, reads_block: tuple
 
   def run(k: int, params, stats, x_input, x_block):
     module = nnx.merge(graphdef, params, stats, copy=True)
-    y = module.ops[k](x_block if reads_block[k] else x_input, train=train)
+    with ops.control_flow_convs():
+      y = module.ops[k](x_block if reads_block[k] else x_input, train=train)
     return y, nnx.state(module, nnx.BatchStat)
 
   def primal(branch, params, stats, x_input, x_block):
@@ -232,7 +243,10 @@ class AnyCell(nnx.Module):
 
       _, (ys, new_stats) = lax.scan(
           edge_step, None, (jnp.arange(self.edges_per_block), params, stats, op, source))
-      out = jnp.sum(ys, axis=0)
+      # Not jnp.sum(ys, axis=0): XLA:CPU hands that reduction to a library call that
+      # took longer than the edges' ops.
+      out = sum(ys[j] for j in range(1, self.edges_per_block))
+      out = out + ys[0] if self.edges_per_block > 1 else ys[0]
       new_c_stats = None
       if c_params is not None:
         combine = nnx.merge(combine_graphdef, c_params, c_stats, copy=True)
@@ -282,6 +296,8 @@ def build(genotype: gt.Genotype, config: NetworkConfig, op_names: Sequence[str],
   cell_type = functools.partial(AnyCell, op_names=op_names, concat_combine=concat_combine)
   network = Network(genotype, config, rngs=nnx.Rngs(0), cell_type=cell_type)
   copy_weights(static, network, genotype)
+  network.child_params = ChildParamCount(jnp.asarray(
+      sum(x.size for x in jax.tree.leaves(nnx.state(static, nnx.Param))), jnp.int32))
   return network
 
 

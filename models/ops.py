@@ -20,6 +20,7 @@ from flax import nnx
 from jax import lax
 
 from models.depthwise import depthwise_conv2d
+from models.matmul_conv import conv2d_as_matmuls
 from models.pointwise import pointwise_conv2d
 
 
@@ -80,19 +81,34 @@ def spatial_padding(size: Sequence[int], kernel: Sequence[int], stride: Sequence
 
 _DEPTHWISE_IMPL: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "depthwise_impl", default=None)
-_POINTWISE_IMPL = {"lax": "lax", "shifted": "dot"}  # the 1x1 conv path for each choice
+# The depthwise and 1x1 conv paths for each choice of `depthwise_impl`.
+_DEPTHWISE_PATH = {"lax": "lax", "shifted": "shifted", "matmul": "shifted"}
+_POINTWISE_IMPL = {"lax": "lax", "shifted": "dot", "matmul": "dot"}
 
 
 @contextlib.contextmanager
 def depthwise_impl(impl: str | None) -> Iterator[None]:
   """Forces the conv implementations while tracing: "lax" uses XLA's convolution for
   every conv (FLOP counting needs real convs), "shifted" the CPU fast paths (shifted
-  multiply-adds for depthwise, a matrix product for 1x1), None the backend's choice."""
+  multiply-adds for depthwise, a matrix product for 1x1), "matmul" those and every
+  other conv as matrix products per kernel tap (`models.matmul_conv`), None the
+  backend's choice."""
   token = _DEPTHWISE_IMPL.set(impl)
   try:
     yield
   finally:
     _DEPTHWISE_IMPL.reset(token)
+
+
+@contextlib.contextmanager
+def control_flow_convs() -> Iterator[None]:
+  """For ops traced inside `lax.switch` or a loop body: on CPU, every conv as matrix
+  products, since XLA:CPU runs convolution gradients there on a generic loop."""
+  if _DEPTHWISE_IMPL.get() is None and jax.default_backend() == "cpu":
+    with depthwise_impl("matmul"):
+      yield
+  else:
+    yield
 
 
 class KeyStream:
@@ -159,10 +175,13 @@ class Conv(nnx.Module):
     impl = _DEPTHWISE_IMPL.get()
     if self.groups > 1 and self.groups == x.shape[-1]:
       return depthwise_conv2d(x, kernel, strides=self.stride, padding=self._pads(x),
-                              dilation=self.dilation, impl=impl)
+                              dilation=self.dilation, impl=_DEPTHWISE_PATH.get(impl))
     if self.kernel_size == (1, 1) and self.groups == 1:
       return pointwise_conv2d(x, kernel, strides=self.stride, padding=self._pads(x),
                               impl=_POINTWISE_IMPL.get(impl))
+    if impl == "matmul" and self.groups == 1:
+      return conv2d_as_matmuls(x, kernel, strides=self.stride, padding=self._pads(x),
+                               dilation=self.dilation)
     return lax.conv_general_dilated(
         x, kernel, window_strides=self.stride, padding=self._pads(x),
         rhs_dilation=self.dilation, dimension_numbers=("NHWC", "HWIO", "NHWC"),
