@@ -19,7 +19,7 @@ from typing import Any, Callable
 import jax
 from absl import flags
 
-from experiments import config_util
+from experiments import config_util, cpu_defaults
 from experiments.benchmarks import suites
 from models.errors import UserError
 
@@ -44,7 +44,8 @@ _QUICK = flags.DEFINE_bool("quick", False, "tiny networks: a smoke run, not a me
 def machine() -> dict[str, Any]:
   info = {"platform": platform.platform(), "python": platform.python_version(),
           "cpu_count": os.cpu_count(), "jax": jax.__version__,
-          "jax_backend": jax.default_backend(), "jax_devices": jax.device_count()}
+          "jax_backend": jax.default_backend(), "jax_devices": jax.device_count(),
+          "cpu_defaults": cpu_defaults.apply()}
   torch = suites.torch_or_none()
   if torch is not None:
     info.update(torch=torch.__version__, torch_threads=torch.get_num_threads())

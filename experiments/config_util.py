@@ -29,7 +29,13 @@ def parse_flags(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS
 
 
 def run(main: Callable[[list[str]], object], argv: Sequence[str] | None = None) -> None:
-  """Entry point of a CLI: parse flags, call `main(remaining_argv)`, user errors exit 2."""
+  """Entry point of a CLI: parse flags, call `main(remaining_argv)`, user errors exit 2.
+
+  First applies the XLA:CPU process defaults (`experiments.cpu_defaults`), which must
+  come before anything starts a JAX backend.
+  """
+  from experiments import cpu_defaults
+  cpu_defaults.apply()
   use_default_prng()
 
   @exit_on_user_error

@@ -24,6 +24,15 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Search config file.",
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for everything the search writes.")
 
 
+def use_compilation_cache(directory: str) -> None:
+  """Keeps compiled children in the workdir (JAX's persistent cache), so a resumed search
+  does not compile its children's program again; `JAX_COMPILATION_CACHE_DIR` wins."""
+  import jax
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
+    return
+  jax.config.update("jax_compilation_cache_dir", directory)
+
+
 def make_evaluator(config: ml_collections.ConfigDict, workdir: str):
   """The evaluator `config.evaluator` names, and the metric final picks are judged by."""
   if config.evaluator == "tabular":
@@ -41,6 +50,7 @@ def make_evaluator(config: ml_collections.ConfigDict, workdir: str):
     return evaluator, evaluator.report
   if config.evaluator == "proxy":
     from experiments.proxy_evaluator import VALIDATION_ACCURACY, ProxyEvaluator
+    use_compilation_cache(os.path.join(workdir, "xla_cache"))
     return ProxyEvaluator(config.proxy, os.path.join(workdir, "children")), VALIDATION_ACCURACY
   raise UserError(f"evaluator: unknown evaluator {config.evaluator!r} (known: tabular, proxy)")
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 from jax import lax
+
+from models.matmul_conv import tap_windows
 
 Padding = str | Sequence[tuple[int, int]]
 
@@ -57,21 +58,11 @@ def _explicit_padding(size: int, k: int, stride: int, dilation: int,
 def _shifted(x, kernel, strides, padding, dilation):
   _, h, w, _ = x.shape
   kh, kw = kernel.shape[:2]
-  pad_h = _explicit_padding(h, kh, strides[0], dilation[0], padding, 0)
-  pad_w = _explicit_padding(w, kw, strides[1], dilation[1], padding, 1)
-  xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
-  hp, wp = xp.shape[1], xp.shape[2]
-  out_h = (hp - ((kh - 1) * dilation[0] + 1)) // strides[0] + 1
-  out_w = (wp - ((kw - 1) * dilation[1] + 1)) // strides[1] + 1
+  pads = (_explicit_padding(h, kh, strides[0], dilation[0], padding, 0),
+          _explicit_padding(w, kw, strides[1], dilation[1], padding, 1))
   k = kernel[:, :, 0, :].astype(x.dtype)
   out = None
-  for i in range(kh):
-    for j in range(kw):
-      r0, c0 = i * dilation[0], j * dilation[1]
-      window = lax.slice(xp, (0, r0, c0, 0),
-                         (xp.shape[0], r0 + (out_h - 1) * strides[0] + 1,
-                          c0 + (out_w - 1) * strides[1] + 1, xp.shape[3]),
-                         (1, strides[0], strides[1], 1))
-      term = window * k[i, j]
-      out = term if out is None else out + term
+  for i, j, window in tap_windows(x, (kh, kw), strides, pads, dilation):
+    term = window * k[i, j]
+    out = term if out is None else out + term
   return out

@@ -12,17 +12,16 @@ from nas.spaces import get_search_space
 
 
 def _tiny_child_config():
-  config = child_config(num_epochs=1.0, filters=4, layers=3)
+  config = child_config(num_epochs=0.016, filters=4, layers=3)  # 9 steps of 16
   with config.unlocked():
-    config.data.train_split = "train[:160]"
     config.batch_size = 16
-    config.eval_batch_size = 16
+    config.eval_batch_size = 200
     config.checkpoint_every = "0"
   return config
 
 
 def _genotypes(count: int) -> list[gt.Genotype]:
-  space = get_search_space("nasnet", num_blocks=2)
+  space = get_search_space("pnas", num_blocks=1)  # the smallest program to compile
   rng = np.random.default_rng(5)
   return [space.sample(rng) for _ in range(count)]
 
@@ -62,3 +61,20 @@ def test_genotypes_outside_the_two_input_spaces_are_a_user_error(tmp_path):
     config.genotype = str(cell)
   with pytest.raises(UserError, match="genotype_as_input"):
     trainer.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_proxy_search_keeps_compiled_programs_in_its_workdir(tmp_path, monkeypatch):
+  import jax
+  from experiments import search
+  from experiments.configs import evolution_cifar
+  monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+  before = jax.config.jax_compilation_cache_dir
+  try:
+    jax.config.update("jax_compilation_cache_dir", None)
+    search.make_evaluator(evolution_cifar.get_config(), str(tmp_path))
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "xla_cache")
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path / "mine"))
+    search.make_evaluator(evolution_cifar.get_config(), str(tmp_path))
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "mine")  # the user's wins
+  finally:
+    jax.config.update("jax_compilation_cache_dir", before)
