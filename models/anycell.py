@@ -206,7 +206,7 @@ class AnyCell(nnx.Module):
     edges_graphdef, edge_params, edge_stats = nnx.split(self.edges, nnx.Param, nnx.BatchStat)
     edge = _edge_function(edges_graphdef, len(self.is_identity), reads_block, train)
     is_identity = jnp.asarray(self.is_identity)
-    use_drop_path = (train and key is not None and not cell_lib._is_literal_zero(drop_rate))
+    use_drop_path = (train and key is not None and not cell_lib.is_literal_zero(drop_rate))
     inputs = jnp.stack([s0, s1])
     if self.reduction:
       size = (-(-s1.shape[1] // 2), -(-s1.shape[2] // 2))
@@ -245,8 +245,9 @@ class AnyCell(nnx.Module):
           edge_step, None, (jnp.arange(self.edges_per_block), params, stats, op, source))
       # Not jnp.sum(ys, axis=0): XLA:CPU hands that reduction to a library call that
       # took longer than the edges' ops.
-      out = sum(ys[j] for j in range(1, self.edges_per_block))
-      out = out + ys[0] if self.edges_per_block > 1 else ys[0]
+      out = ys[0]
+      for j in range(1, self.edges_per_block):
+        out = out + ys[j]
       new_c_stats = None
       if c_params is not None:
         combine = nnx.merge(combine_graphdef, c_params, c_stats, copy=True)

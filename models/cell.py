@@ -24,7 +24,7 @@ def drop_path(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
   return jnp.where(mask, x / keep, jnp.zeros_like(x))
 
 
-def _is_literal_zero(rate) -> bool:
+def is_literal_zero(rate) -> bool:
   """True for a Python 0; a traced rate (scheduled drop path) is applied even when 0."""
   return isinstance(rate, (int, float)) and rate == 0
 
@@ -49,7 +49,7 @@ class Block(nnx.Module):
     outs = []
     for j, (i, op) in enumerate(zip(self.inputs, self.ops)):
       y = op(states[i], train=train)
-      if train and not _is_literal_zero(drop_rate) and key is not None and not ops.is_identity(op):
+      if train and not is_literal_zero(drop_rate) and key is not None and not ops.is_identity(op):
         y = drop_path(y, drop_rate, jax.random.fold_in(key, j))
       outs.append(y)
     if self.combine_conv is not None:
