@@ -68,16 +68,17 @@ def _build_anycell(name: str, genotype: genotype_lib.Genotype | None, overrides:
   """The `models.anycell` network of `genotype`: one program for its whole space."""
   from models import anycell, spaces, zoo
   where = "config.genotype_as_input"
+  two_input = ", ".join(s.name for s in spaces.SPACES.values() if s.num_inputs == 2)
   if genotype is None or name not in zoo.MODELS:
     raise UserError(f"{where}: needs a genotype file of a two-input cell space "
-                    f"(nasnet, pnas, darts) in a NASNet-style skeleton")
-  if genotype.space not in ("nasnet", "pnas", "darts"):
+                    f"({two_input}) in a NASNet-style skeleton")
+  rules = spaces.SPACES.get(genotype.space or "")
+  if rules is None or rules.num_inputs != 2:
     raise UserError(f"{where}: the genotype's space is {genotype.space!r}; the program is "
-                    f"built for a space's op set, one of nasnet, pnas, darts")
+                    f"built for a space's op set, one of {two_input}")
   config = zoo.model_config(name, num_classes=num_classes, image_size=image_size, **overrides)
   reason = anycell.space_supports(genotype, config)
   if reason is not None:
     raise UserError(f"{where}: {reason}")
-  rules = spaces.get_space(genotype.space)
   return anycell.build(genotype, config, rules.ops, concat_combine="concat" in rules.combines,
                        rngs=rngs)

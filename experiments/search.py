@@ -28,7 +28,7 @@ def use_compilation_cache(directory: str) -> None:
   """Keeps compiled children in the workdir (JAX's persistent cache), so a resumed search
   does not compile its children's program again; `JAX_COMPILATION_CACHE_DIR` wins."""
   import jax
-  if os.environ.get("JAX_COMPILATION_CACHE_DIR") or jax.config.jax_compilation_cache_dir:
+  if jax.config.jax_compilation_cache_dir:  # JAX reads JAX_COMPILATION_CACHE_DIR into it
     return
   jax.config.update("jax_compilation_cache_dir", directory)
 

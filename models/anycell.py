@@ -135,8 +135,8 @@ class AnyCell(nnx.Module):
   """A cell whose blocks' inputs, ops and combine rules are `CellChoice` arrays.
 
   Takes the same arguments as `models.cell.Cell` plus the space's `op_names` and whether
-  the space lets a block concat its edges (`concat_combine`); `cell` sets the initial
-  choice and the block count. Called like `Cell`.
+  the space lets a block concat its edges (`concat_combine`); `cell` sets the choice
+  and the block count. Called like `Cell`.
   """
 
   def __init__(self, cell: gt.Cell, *, op_names: Sequence[str], concat_combine: bool,
@@ -168,16 +168,7 @@ class AnyCell(nnx.Module):
     for name, value in self._choice_arrays(cell).items():
       setattr(self, name, CellChoice(jnp.asarray(value)))
 
-  def choose(self, cell: gt.Cell) -> None:
-    """Sets the choice arrays to `cell` (its block count and edge width must match)."""
-    for name, value in self._choice_arrays(cell).items():
-      getattr(self, name).set_value(jnp.asarray(value))
-
   def _choice_arrays(self, cell: gt.Cell) -> dict[str, np.ndarray]:
-    if len(cell.blocks) != self.num_blocks or any(
-        len(b.edges) != self.edges_per_block for b in cell.blocks):
-      raise gt.GenotypeError(f"AnyCell: built for {self.num_blocks} blocks of "
-                             f"{self.edges_per_block} edges")
     op_index = {name: k for k, name in enumerate(self.op_names)}
     unknown = [e.op for b in cell.blocks for e in b.edges if e.op not in op_index]
     if unknown:

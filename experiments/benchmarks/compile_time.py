@@ -109,7 +109,8 @@ def anycell_children(children: int, layers: int, filters: int, batch_size: int,
     train_compile = max(first.seconds - step_s, 0.0)
     eval_compile = max(first_eval.seconds - eval_again.seconds, 0.0)
     num_params = sum(x.size for x in jax.tree.leaves(state.params))
-    rows.append({"child": i, "num_params": int(num_params), "step_s": round(step_s, 3),
+    rows.append({"child": i, "num_params": int(num_params),
+                 "child_params": anycell.child_param_count(model), "step_s": round(step_s, 3),
                  "build_s": round(build.seconds, 3),
                  "train_compile_s": round(train_compile, 3),
                  "eval_compile_s": round(eval_compile, 3),

@@ -116,8 +116,8 @@ def compile_time(*, children: int, quick: bool, **_) -> list[dict[str, Any]]:
 
   At the default proxy child's size: cold, with a persistent compilation cache
   (filled by one process, read by the next), and as `genotype_as_input` children
-  sharing one program (the default of proxy search; its first child compiles). At the 20-cell evaluation size, cold
-  and with identical cells scanned. The compile share is against the child's
+  sharing one program (the default of proxy search; its first child compiles). At
+  the 20-cell evaluation size, cold and with identical cells scanned. The compile share is against the child's
   proxy training: its steps x the measured step time.
   """
   proxy_steps, config = _proxy_steps()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from models import anycell, spaces, zoo
+from models import anycell, ops, spaces, zoo
 from models import genotype as gt
 from models.network import Network
 from nas.spaces import get_search_space
@@ -138,20 +138,23 @@ def test_one_program_runs_every_genotype_of_the_space():
 
 
 def test_choices_outside_the_program_are_refused():
-  config = _config()
   g = _sample("pnas", 0)
-  _, network = _build(g, config, spaces.PNAS.ops)
-  cell = network.cells[0]
-  assert cell.combine is None  # PNAS blocks only add
+
+  def any_cell(cell: gt.Cell, concat_combine: bool = False) -> anycell.AnyCell:
+    return anycell.AnyCell(cell, op_names=spaces.PNAS.ops, concat_combine=concat_combine,
+                           c_prev_prev=12, c_prev=12, filters=4, reduction=False,
+                           reduce_prev=False, style=ops.DARTS_STYLE,
+                           rngs=ops.KeyStream(jax.random.key(0)))
+
+  assert any_cell(g.normal).combine is None  # PNAS blocks only add
   wrong_op = gt.Cell(blocks=(gt.Block((gt.Edge(0, "sep_conv_9x9"), gt.Edge(1, "identity"))),
                              g.normal.blocks[1]))
   with pytest.raises(gt.GenotypeError, match="sep_conv_9x9"):
-    cell.choose(wrong_op)
-  with pytest.raises(gt.GenotypeError, match="2 blocks"):
-    cell.choose(gt.Cell(blocks=g.normal.blocks[:1]))
+    any_cell(wrong_op)
   concat = gt.Cell(blocks=(gt.Block(g.normal.blocks[0].edges, "concat"), g.normal.blocks[1]))
   with pytest.raises(gt.GenotypeError, match="concat combine"):
-    cell.choose(concat)
+    any_cell(concat)
+  assert any_cell(concat, concat_combine=True).block_concat[...].tolist() == [1, 0]
   with pytest.raises(gt.GenotypeError, match="stem"):
     anycell.build(g, zoo.model_config("nasnet_a_mobile"), spaces.PNAS.ops, concat_combine=False,
                   rngs=nnx.Rngs(0))
