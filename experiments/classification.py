@@ -48,7 +48,7 @@ def _cast_floats(tree: Any, dtype) -> Any:
 
 def _replica_mean(new: jax.Array, old: jax.Array) -> jax.Array:
   """Running statistics averaged over replicas; integer state (a genotype held as data,
-  `models.anycell`) is the same on every replica and passes through."""
+  `models.networks.anycell`) is the same on every replica and passes through."""
   if not jnp.issubdtype(old.dtype, jnp.floating):
     return new
   return lax.pmean(new, DATA_AXIS).astype(old.dtype)

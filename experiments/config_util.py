@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 from absl import flags
 
-from models.errors import UserError, exit_on_user_error
+from models.errors import PREEMPTED_EXIT_CODE, Preempted, UserError, exit_on_user_error
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -41,7 +41,11 @@ def run(main: Callable[[list[str]], object], argv: Sequence[str] | None = None) 
   @exit_on_user_error
   def wrapped():
     remaining = parse_flags(sys.argv if argv is None else argv)
-    return main(remaining)
+    try:
+      return main(remaining)
+    except Preempted as e:
+      print(f"preempted: {e}; run the same command again to resume", file=sys.stderr)
+      sys.exit(PREEMPTED_EXIT_CODE)
   wrapped()
 
 

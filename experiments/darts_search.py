@@ -27,10 +27,11 @@ from experiments.data import pipeline
 from experiments.metrics_writer import MetricsWriter
 from experiments.parallel import DATA_AXIS
 from experiments.trainer import train_loop
-from models import genotype as genotype_lib
+from models.genotypes import genotype as genotype_lib
+from models.genotypes import files as genotype_files
 from models import ops as ops_lib
-from models import supernet
-from models.errors import UserError
+from models.networks import supernet
+from models.errors import Preempted, UserError
 from nas.darts import bilevel, derive
 
 
@@ -164,13 +165,14 @@ def plot_alpha(alpha, op_names, steps: int, path: str, title: str = "") -> None:
 def write_epoch_artifacts(workdir: str, epoch: int, alpha, space: str,
                           steps: int) -> genotype_lib.Genotype:
   """genotypes/epoch_NNN.json, diagrams/epoch_NNN_{normal,reduce}.png and alpha/epoch_NNN.png."""
-  from models import diagram, spaces
+  from models.analysis import diagram
+  from models import spaces
   g = derive_genotype(alpha, space, steps)
   if jax.process_index() == 0:
     name = f"epoch_{epoch:03d}"
     for sub in ("genotypes", "diagrams", "alpha"):
       os.makedirs(os.path.join(workdir, sub), exist_ok=True)
-    genotype_lib.save(g, os.path.join(workdir, "genotypes", f"{name}.json"))
+    genotype_files.save(g, os.path.join(workdir, "genotypes", f"{name}.json"))
     diagram.draw_genotype(g, os.path.join(workdir, "diagrams", name), formats=("png",))
     plot_alpha(alpha, spaces.get_space(space).ops, steps,
                os.path.join(workdir, "alpha", f"{name}.png"), title=f"(epoch {epoch})")
@@ -271,11 +273,12 @@ def run_darts_search(config: ml_collections.ConfigDict, workdir: str) -> dict[st
   checkpoints.close()
   if result.preempted:
     writer.close()
-    return {"preempted": True, "steps": int(result.state.step)}
+    raise Preempted(f"DARTS search stopped at step {int(result.state.step)} (SIGTERM); "
+                    f"its checkpoint is in {workdir}")
 
   g = derive_genotype(result.state.alpha, config.model.space, config.model.steps)
   if jax.process_index() == 0:
-    genotype_lib.save(g, os.path.join(workdir, "genotype.json"))
+    genotype_files.save(g, os.path.join(workdir, "genotype.json"))
   metrics = {
       "genotype_hash": genotype_lib.genotype_hash(g),
       "steps": int(result.state.step),

@@ -21,8 +21,9 @@ import tempfile
 from absl import flags
 
 from experiments import config_util
-from models import exported
-from models import genotype as genotype_lib
+from models.zoo import exported
+from models.genotypes import genotype as genotype_lib
+from models.genotypes import files as genotype_files
 from models.errors import UserError
 
 _GENOTYPE = flags.DEFINE_string("genotype", None, "Genotype file (JSON, DARTS or NB201 notation); "
@@ -68,7 +69,7 @@ def definition_from_training(train_workdir: str, name: str,
 def latest_weights(checkpoints_dir: str, out_dir: str) -> str:
   """Writes the parameters and BatchNorm statistics of a training run's latest checkpoint
   as `out_dir/params` and `out_dir/batch_stats` (the layout `config.init_checkpoint`
-  reads, as `models.weights convert` writes); returns `out_dir`."""
+  reads, as `models.zoo.weights convert` writes); returns `out_dir`."""
   import orbax.checkpoint as ocp
   from experiments import checkpointing
   manager = ocp.CheckpointManager(os.path.abspath(checkpoints_dir))
@@ -90,8 +91,8 @@ def main(argv: list[str]) -> None:
     raise UserError("--out: required")
   if not re.fullmatch(r"[A-Za-z0-9_.-]+", _NAME.value):
     raise UserError(f"--name: {_NAME.value!r} must be letters, digits, '.', '_' or '-'")
-  genotype = genotype_lib.load(_GENOTYPE.value) if _GENOTYPE.value else None
-  from nas import export
+  genotype = genotype_files.load(_GENOTYPE.value) if _GENOTYPE.value else None
+  from experiments import export_lib as export
   out_root = config_util.prepare_workdir(_OUT.value)
   out_dir = os.path.join(out_root, _NAME.value)
   weights_dir = None

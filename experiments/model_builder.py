@@ -7,8 +7,9 @@ import ml_collections
 from flax import nnx
 
 from experiments.parallel import DATA_AXIS
-from models import exported
-from models import genotype as genotype_lib
+from models.zoo import exported
+from models.genotypes import genotype as genotype_lib
+from models.genotypes import files as genotype_files
 from models.errors import UserError
 
 # Genotypes of these spaces are built in their own macro skeleton; all others in `cifar`.
@@ -38,7 +39,7 @@ def model_spec(config: ml_collections.ConfigDict
   if config.genotype:
     if not os.path.isfile(config.genotype):
       raise UserError(f"config.genotype: no genotype file at {config.genotype!r}")
-    g = genotype_lib.load(config.genotype)
+    g = genotype_files.load(config.genotype)
     name = SKELETON_OF_SPACE.get(g.space or "", DEFAULT_SKELETON)
   overrides = dict(config.nb201_overrides if name == "nb201" else config.model_overrides)
   if config.cross_replica_bn:
@@ -48,7 +49,7 @@ def model_spec(config: ml_collections.ConfigDict
 
 def build_model(config: ml_collections.ConfigDict, *, num_classes: int, image_size: int,
                 rngs: nnx.Rngs) -> nnx.Module:
-  from models import zoo  # the model library is only needed once a model is built
+  from models.zoo import catalog as zoo  # the model library is only needed once a model is built
   name, genotype, overrides = model_spec(config)
   if name not in zoo.model_names():
     raise UserError(f"config.model: unknown model {name!r}; "
@@ -65,8 +66,10 @@ def build_model(config: ml_collections.ConfigDict, *, num_classes: int, image_si
 
 def _build_anycell(name: str, genotype: genotype_lib.Genotype | None, overrides: dict, *,
                    num_classes: int, image_size: int, rngs: nnx.Rngs) -> nnx.Module:
-  """The `models.anycell` network of `genotype`: one program for its whole space."""
-  from models import anycell, spaces, zoo
+  """The `models.networks.anycell` network of `genotype`: one program for its whole space."""
+  from models.networks import anycell
+  from models import spaces
+  from models.zoo import catalog as zoo
   where = "config.genotype_as_input"
   two_input = ", ".join(s.name for s in spaces.SPACES.values() if s.num_inputs == 2)
   if genotype is None or name not in zoo.MODELS:

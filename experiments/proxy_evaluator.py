@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 
 import ml_collections
 
-from models import genotype as gt
+from models.genotypes import genotype as gt
+
+from models.genotypes import files as genotype_files
 from models.errors import UserError
-from nas.evaluators.base import REWARD, Evaluator
+from nas.evaluators.base import Evaluation, Evaluator
 
 VALIDATION_ACCURACY = "validation_accuracy"
-PREEMPTED_EXIT_CODE = 143
 
 
 class ProxyEvaluator(Evaluator):
@@ -31,23 +31,22 @@ class ProxyEvaluator(Evaluator):
     self.train_config = train_config
     self.workdir = workdir
 
-  def evaluate(self, genotype: gt.Genotype, trial_id: int) -> dict[str, float]:
+  report_metric = VALIDATION_ACCURACY
+
+  def evaluate(self, genotype: gt.Genotype, trial_id: int) -> Evaluation:
     from experiments import trainer  # the training stack is only needed to train
     child_dir = os.path.join(self.workdir, f"trial_{trial_id:05d}")
     os.makedirs(child_dir, exist_ok=True)
     genotype_path = os.path.join(child_dir, "genotype.json")
-    gt.save(genotype, genotype_path)
+    genotype_files.save(genotype, genotype_path)
     config = ml_collections.ConfigDict(self.train_config.to_dict())
     config.genotype = genotype_path
+    # A preempted child raises `Preempted` after saving its checkpoint: the search
+    # stops too and the trial runs again (resuming the child) on the next start.
     metrics = trainer.train_and_evaluate(config, child_dir)
-    if metrics.get("preempted"):
-      # The child saved a checkpoint; stop the search too, leaving the trial running
-      # so that the next start re-queues it and the child resumes.
-      sys.exit(PREEMPTED_EXIT_CODE)
     out = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
     diverged = not math.isfinite(out.get("validation_loss", 0.0))
-    out[REWARD] = math.nan if diverged else out[VALIDATION_ACCURACY]
-    return out
+    return Evaluation(math.nan if diverged else out[VALIDATION_ACCURACY], out)
 
 
 def child_config(num_epochs: float = 0.25, filters: int = 8, layers: int = 5,
@@ -58,7 +57,7 @@ def child_config(num_epochs: float = 0.25, filters: int = 8, layers: int = 5,
   `num_epochs` (a fraction is fine) on the training split minus its held-out tail.
   Five layers are one normal cell per stack around the two reduction cells (with
   two, the child would hold no normal cell and the normal cell would go unscored).
-  Children are `genotype_as_input` networks (`models.anycell`): the first child of a
+  Children are `genotype_as_input` networks (`models.networks.anycell`): the first child of a
   search compiles the train step, every later one reuses it (a static child compiles
   for about as long as it trains). Their training equals the static child's.
   """

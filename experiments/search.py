@@ -47,11 +47,12 @@ def make_evaluator(config: ml_collections.ConfigDict, workdir: str):
     evaluator = TabularEvaluator(table, config.benchmark.reward, config.benchmark.report,
                                  delay_s=config.benchmark.delay_s,
                                  log_path=config.benchmark.log or None)
-    return evaluator, evaluator.report
+    return evaluator, evaluator.report_metric
   if config.evaluator == "proxy":
-    from experiments.proxy_evaluator import VALIDATION_ACCURACY, ProxyEvaluator
+    from experiments.proxy_evaluator import ProxyEvaluator
     use_compilation_cache(os.path.join(workdir, "xla_cache"))
-    return ProxyEvaluator(config.proxy, os.path.join(workdir, "children")), VALIDATION_ACCURACY
+    evaluator = ProxyEvaluator(config.proxy, os.path.join(workdir, "children"))
+    return evaluator, evaluator.report_metric
   raise UserError(f"evaluator: unknown evaluator {config.evaluator!r} (known: tabular, proxy)")
 
 

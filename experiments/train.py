@@ -19,8 +19,6 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, metrics.")
 
-PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: the scheduler should restart the job
-
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
@@ -30,8 +28,6 @@ def main(argv: list[str]) -> None:
   from experiments import trainer  # heavy imports after the flags are known to be good
   metrics = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   print(json.dumps(metrics, sort_keys=True))
-  if metrics.get("preempted"):
-    sys.exit(PREEMPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from experiments import checkpointing, classification, config_util, model_builde
 from experiments import parallel, periodic, step_cache
 from experiments.data import pipeline
 from experiments.metrics_writer import MetricsWriter
-from models import anycell
+from models.errors import Preempted
+from models.networks import anycell
 
 
 @dataclasses.dataclass
@@ -141,7 +142,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = checkpoints.restore_latest(state)
   elif config.init_checkpoint:
     state = state.replace(params=checkpointing.load_params(config.init_checkpoint, state.params))
-    # Converted weights (`models.weights convert`) ship BatchNorm statistics beside params.
+    # Converted weights (`models.zoo.weights convert`) ship BatchNorm statistics beside params.
     batch_stats = os.path.join(os.path.dirname(os.path.abspath(config.init_checkpoint)),
                                "batch_stats")
     if os.path.isdir(batch_stats):
@@ -185,7 +186,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   checkpoints.close()
   if result.preempted:
     writer.close()
-    return {"preempted": True, "steps": int(result.state.step)}
+    raise Preempted(f"training stopped at step {int(result.state.step)} (SIGTERM); "
+                    f"its checkpoint is in {workdir}")
 
   final = run_eval(result.state)
   metrics = {

@@ -27,7 +27,7 @@ stage "3/4 export"
 $PY -m experiments.export --train_workdir="$W/train" --name=found_cell --out="$W/export" >/dev/null
 
 stage "4/4 diagram and summary"
-$PY -m models.summary "$W/export/found_cell" --diagram "$W/export/found_cell/diagram.png"
+$PY -m models.analysis.summary "$W/export/found_cell" --diagram "$W/export/found_cell/diagram.png"
 $PY - "$W" <<'PY'
 import json, sys
 w = sys.argv[1]

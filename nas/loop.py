@@ -33,7 +33,7 @@ import msgpack
 import numpy as np
 import tqdm
 
-from models.errors import UserError
+from models.errors import Preempted, UserError
 from nas.evaluators.base import REWARD, Evaluator
 from nas.store import Trial, TrialStore
 from nas.strategies.base import Strategy
@@ -77,11 +77,11 @@ def evaluate_trial(evaluator: Evaluator, store: TrialStore, trial: Trial) -> Non
                  cached_from=earlier.cached_from or earlier.id)
     return
   try:
-    metrics = dict(evaluator.evaluate(trial.genotype, trial.id))
-    reward = float(metrics[REWARD])
+    result = evaluator.evaluate(trial.genotype, trial.id)
+    metrics, reward = dict(result.metrics), float(result.reward)
     error = None if math.isfinite(reward) else f"non-finite reward {reward}"
-  except UserError:
-    raise
+  except (UserError, Preempted):
+    raise  # the set-up is wrong, or the process must stop: the trial stays to run again
   except Exception as e:  # a broken child must not end the search
     metrics, reward, error = {}, None, f"{type(e).__name__}: {e}"
   store.finish(trial.id, reward, metrics, error)

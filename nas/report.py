@@ -15,7 +15,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from models import genotype as gt
+from models.genotypes import genotype as gt
+
+from models.genotypes import files as genotype_files
 from nas.store import Trial
 
 
@@ -109,7 +111,7 @@ def write_search_report(workdir: str, trials: Sequence[Trial], *, k: int = 10,
                "metrics": _json_safe(t.metrics), "genotype": json.loads(t.genotype_json)}
               for t in top]})
   if top:
-    gt.save(top[0].genotype, os.path.join(workdir, "genotype.json"))
+    genotype_files.save(top[0].genotype, os.path.join(workdir, "genotype.json"))
   plot_curves(os.path.join(workdir, "best_so_far.png"), {label: best_so_far(trials)})
   return format_table(top, columns)
 

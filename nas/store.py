@@ -18,7 +18,7 @@ import sqlite3
 import time
 from typing import Any, Iterator, Sequence
 
-from models import genotype as gt
+from models.genotypes import genotype as gt
 from models.errors import UserError
 
 STATUSES = ("pending", "running", "done", "failed")

@@ -31,7 +31,7 @@ def compile_children(children: int, layers: int, filters: int, batch_size: int,
   from flax import nnx
   from experiments.benchmarks import jax_train_step
   from experiments.benchmarks.timing import time_steps
-  from models import zoo
+  from models.zoo import catalog as zoo
   from nas.spaces import get_search_space
   space = get_search_space("nasnet", num_blocks=5)
   rng = np.random.default_rng(seed)
@@ -55,7 +55,7 @@ def compile_children(children: int, layers: int, filters: int, batch_size: int,
 
 def anycell_children(children: int, layers: int, filters: int, batch_size: int,
                      seed: int = 0) -> list[dict]:
-  """The same children as `genotype_as_input` networks (`models.anycell`), in one process.
+  """The same children as `genotype_as_input` networks (`models.networks.anycell`), in one process.
 
   Each child goes the trainer's way: its network is built and its state placed, then the
   train and eval steps are fetched from `experiments.step_cache` and called. A child's
@@ -67,7 +67,9 @@ def anycell_children(children: int, layers: int, filters: int, batch_size: int,
   from experiments import classification, parallel, step_cache
   from experiments.benchmarks import jax_train_step
   from experiments.benchmarks.timing import Stopwatch, time_steps
-  from models import anycell, spaces, zoo
+  from models.networks import anycell
+  from models import spaces
+  from models.zoo import catalog as zoo
   from nas.spaces import get_search_space
   space = get_search_space("nasnet", num_blocks=5)
   rules = spaces.get_space("nasnet")
@@ -144,7 +146,7 @@ def summarize(rows: list[dict]) -> dict:
 def measure_variants(*, children: int, layers: int, filters: int, batch_size: int,
                      variants: tuple[str, ...] = ("cold", "scan", "cache")) -> dict[str, dict]:
   """{variant: summary}; "cache" adds "cache_fill" (first run) and "cache_warm";
-  "genotype_as_input" runs every child in one process on one `models.anycell` program."""
+  "genotype_as_input" runs every child in one process on one `models.networks.anycell` program."""
   common = dict(children=children, layers=layers, filters=filters, batch_size=batch_size)
   results = {}
   if "genotype_as_input" in variants:

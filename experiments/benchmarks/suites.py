@@ -16,7 +16,8 @@ from flax import nnx
 from experiments.benchmarks import compile_time as compile_lib
 from experiments.benchmarks import darts_memory, jax_train_step
 from experiments.benchmarks.timing import time_steps
-from models import spaces, zoo
+from models import spaces
+from models.zoo import catalog as zoo
 from models.errors import UserError
 
 # (zoo model, batch size, overrides and image size for --quick)
@@ -55,7 +56,7 @@ def _time_torch_train_step(genotype, config, batch, steps: int) -> dict[str, Any
   torch = torch_or_none()
   if torch is None:
     return None
-  from experiments.benchmarks import torch_nets
+  from reference import torch_nets
   module = torch_nets.build_network(genotype, config)
   images = torch.from_numpy(np.ascontiguousarray(batch["image"].transpose(0, 3, 1, 2)))
   labels = torch.from_numpy(batch["label"].astype(np.int64))
@@ -176,7 +177,7 @@ def _torch_search_step(order: int, steps: int, *, batch: int, image: int, layers
   torch = torch_or_none()
   if torch is None:
     return None
-  from experiments.benchmarks import torch_supernet
+  from reference import torch_supernet
   net = torch_supernet.build_search_network(spaces.DARTS.ops, layers=layers, channels=channels)
   step = torch_supernet.make_search_step(net, order=order, hvp="exact")
   g = torch.Generator().manual_seed(0)

@@ -25,13 +25,13 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
 
-  config.model = "darts_v2_cifar"  # a name from models.zoo.model_names()
+  config.model = "darts_v2_cifar"  # a name from models.zoo.catalog.model_names()
   config.genotype = ""             # a genotype file; overrides `model`'s cell
   config.model_overrides = ml_collections.ConfigDict(
       dict(layers=5, filters=8, aux_head=False, dropout=0.0))
   config.nb201_overrides = ml_collections.ConfigDict(dict(channels=16, cells_per_stage=5))
   config.cross_replica_bn = False  # False: per-device BatchNorm statistics (pmap-era recipes)
-  # True: the cell is data (`models.anycell`), so every genotype of the space reuses one
+  # True: the cell is data (`models.networks.anycell`), so every genotype of the space reuses one
   # compiled program; the proxy-training children of a search turn this on.
   config.genotype_as_input = False
   config.compute_dtype = "float32"  # or "bfloat16"

@@ -9,8 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
-from models import genotype as gt
-from models.supernet import edge_count
+from models.genotypes import genotype as gt
+from models.networks.supernet import edge_count
 
 
 def edges_of_node(k: int, num_inputs: int = 2) -> range:

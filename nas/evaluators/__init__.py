@@ -1,4 +1,4 @@
 """Evaluators score a genotype; the search loop only knows `Evaluator`."""
-from nas.evaluators.base import REWARD, Evaluator
+from nas.evaluators.base import REWARD, Evaluation, Evaluator
 
-__all__ = ["REWARD", "Evaluator"]
+__all__ = ["REWARD", "Evaluation", "Evaluator"]

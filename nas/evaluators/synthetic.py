@@ -14,7 +14,7 @@ import tempfile
 
 import numpy as np
 
-from models import notation
+from models.genotypes import notation
 from nas.spaces.nb201 import NB201Space
 
 REWARD_COLUMN = "valid_acc_12"

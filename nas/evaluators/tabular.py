@@ -11,10 +11,10 @@ import csv
 import math
 import time
 
-from models import genotype as gt
-from models import notation
+from models.genotypes import genotype as gt
+from models.genotypes import notation
 from models.errors import UserError
-from nas.evaluators.base import REWARD, Evaluator
+from nas.evaluators.base import Evaluation, Evaluator
 from nas.spaces.nb201 import NB201Space
 
 ARCH = "arch"
@@ -94,16 +94,15 @@ class TabularEvaluator(Evaluator):
                         f"(columns: {', '.join(table.columns)})")
     self.table = table
     self.reward = reward
-    self.report = report or reward
+    self.report_metric = report or reward
     self.delay_s = delay_s
     self.log_path = log_path
 
-  def evaluate(self, genotype: gt.Genotype, trial_id: int) -> dict[str, float]:
+  def evaluate(self, genotype: gt.Genotype, trial_id: int) -> Evaluation:
     metrics = dict(self.table.lookup(genotype))
     if self.delay_s:
       time.sleep(self.delay_s)
     if self.log_path:
       with open(self.log_path, "a") as f:
         f.write(f"{trial_id} {notation.to_nb201(genotype)}\n")
-    metrics[REWARD] = metrics[self.reward]
-    return metrics
+    return Evaluation(metrics[self.reward], metrics)

@@ -12,7 +12,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from models.genotype import Genotype
+from models.genotypes.genotype import Genotype
 from models.spaces import SpaceRules
 
 MUTABLE_KINDS = ("input", "op", "combine")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from models import genotype as gt
+from models.genotypes import genotype as gt
 from models.spaces import SpaceRules
 from nas.spaces.base import Decision, SearchSpace
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from typing import Iterator, Sequence
 
-from models import genotype as gt
+from models.genotypes import genotype as gt
 from models import spaces
 from nas.spaces.base import Decision, SearchSpace, register
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from models.genotype import Genotype
+from models.genotypes.genotype import Genotype
 from nas.spaces.base import SearchSpace
 
 _REGISTRY: dict[str, Callable[..., "Strategy"]] = {}

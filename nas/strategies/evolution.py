@@ -13,7 +13,7 @@ import collections
 from typing import Any
 
 from models.errors import UserError
-from models.genotype import Genotype
+from models.genotypes.genotype import Genotype
 from nas.strategies.base import Strategy, register
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from models.errors import UserError
-from models.genotype import Genotype, genotype_hash
+from models.genotypes.genotype import Genotype, genotype_hash
 from nas.strategies.base import Strategy, register
 from nas.surrogate import Surrogate
 

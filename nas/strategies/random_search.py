@@ -1,7 +1,7 @@
 """Random search: every proposal is a uniform sample of the space."""
 from __future__ import annotations
 
-from models.genotype import Genotype
+from models.genotypes.genotype import Genotype
 from nas.strategies.base import Strategy, register
 
 

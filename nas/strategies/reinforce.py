@@ -19,7 +19,7 @@ import optax
 from flax import nnx
 
 from models.errors import UserError
-from models.genotype import Genotype, genotype_hash
+from models.genotypes.genotype import Genotype, genotype_hash
 from nas import controller
 from nas.strategies.base import Strategy, register
 

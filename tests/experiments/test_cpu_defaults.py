@@ -38,7 +38,7 @@ def faults_of_fresh_buffer(size=64 << 20):
 faults = faults_of_fresh_buffer()
 import jax, jax.numpy as jnp, optax
 from flax import nnx
-from models import zoo
+from models.zoo import catalog as zoo
 model = zoo.build_model("darts_v2_cifar", image_size=8, rngs=nnx.Rngs(0), layers=3, filters=4,
                         aux_head=False)
 rng = np.random.default_rng(0)

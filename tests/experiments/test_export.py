@@ -12,9 +12,10 @@ from flax import nnx
 
 from experiments import model_builder
 from experiments.configs import train_cifar
-from models import exported, flops, published
+from models.zoo import exported, published
+from models.analysis import flops
 from models.errors import UserError
-from nas import export
+from experiments import export_lib as export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

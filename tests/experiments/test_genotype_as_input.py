@@ -6,7 +6,7 @@ import pytest
 
 from experiments import step_cache, trainer
 from experiments.proxy_evaluator import ProxyEvaluator, child_config
-from models import genotype as gt
+from models.genotypes import genotype as gt
 from models.errors import UserError
 from nas.spaces import get_search_space
 
@@ -36,14 +36,14 @@ def test_children_share_one_compiled_step_and_train_like_static_networks(tmp_pat
   evaluator.evaluate(first, 1)
   train_steps = [v for k, v in step_cache._entries.items() if k[0] == "train"]
   assert len(train_steps) == 1
-  shared = evaluator.evaluate(second, 2)
+  shared = evaluator.evaluate(second, 2).metrics
   # The second child found the first child's step: still one entry, traced once.
   assert [v for k, v in step_cache._entries.items() if k[0] == "train"] == train_steps
   assert train_steps[0]._cache_size() == 1
 
   with config.unlocked():
     config.genotype_as_input = False
-  static = ProxyEvaluator(config, str(tmp_path / "static")).evaluate(second, 2)
+  static = ProxyEvaluator(config, str(tmp_path / "static")).evaluate(second, 2).metrics
   assert shared["steps"] == static["steps"] == 9
   assert shared["validation_examples"] == static["validation_examples"]
   assert shared["validation_accuracy"] == pytest.approx(static["validation_accuracy"], abs=1e-9)

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from models import anycell, ops, spaces, zoo
-from models import genotype as gt
-from models.network import Network
+from models.networks import anycell
+from models import ops, spaces
+from models.zoo import catalog as zoo
+from models.genotypes import genotype as gt
+from models.networks.nasnet import Network
 from nas.spaces import get_search_space
 
 SIZE = dict(num_classes=10, image_size=8, layers=3, filters=4)  # normal, reduce, reduce

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from models.depthwise import depthwise_conv2d
+from models.ops.depthwise import depthwise_conv2d
 
 
 @pytest.mark.parametrize("size,k,stride,dilation,padding", [

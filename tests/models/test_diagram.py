@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from models import diagram
-from models import genotype as G
+from models.analysis import diagram
+from models.genotypes import genotype as G
 from tests.models.test_genotype import darts_v2, nb201_cell
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz `dot` not installed")

@@ -7,7 +7,9 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from models import genotype as G
+from models.genotypes import genotype as G
+
+from models.genotypes import files as genotype_files
 from models import spaces
 
 
@@ -73,22 +75,22 @@ def test_json_round_trip(g):
 
 def test_save_then_load_gives_the_same_genotype(tmp_path):
   path = str(tmp_path / "genotype.json")
-  G.save(darts_v2(), path)
-  assert G.load(path) == darts_v2()
+  genotype_files.save(darts_v2(), path)
+  assert genotype_files.load(path) == darts_v2()
   assert [p.name for p in tmp_path.iterdir()] == ["genotype.json"]  # no temp file left
 
 
 def test_load_missing_file_is_a_genotype_error(tmp_path):
   missing = str(tmp_path / "nope.json")
   with pytest.raises(G.GenotypeError, match="nope.json: cannot read genotype file"):
-    G.load(missing)
+    genotype_files.load(missing)
 
 
 def test_load_names_the_file_and_the_fault(tmp_path):
   path = tmp_path / "bad.json"
   path.write_text('{"normal": {"blocks": []}}')
   with pytest.raises(G.GenotypeError, match=r"bad.json: normal.blocks: empty cell"):
-    G.load(str(path))
+    genotype_files.load(str(path))
 
 
 # ----------------------------------------------------------------------------- validation

@@ -8,7 +8,7 @@ import pytest
 from jax import lax
 
 from models import ops
-from models.matmul_conv import conv2d_as_matmuls
+from models.ops.matmul_conv import conv2d_as_matmuls
 
 
 def _lax_conv(x, kernel, strides, padding, dilation):

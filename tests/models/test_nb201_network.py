@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from models import genotype as G
-from models import notation
-from models.nb201_network import NB201Cell, NB201Network, ResidualReduction
+from models.genotypes import genotype as G
+from models.genotypes import notation
+from models.networks.nb201 import NB201Cell, NB201Network, ResidualReduction
 from models.ops import DARTS_STYLE
 
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from models import genotype as gt
-from models import ops, published, zoo
+from models.genotypes import genotype as gt
+from models import ops
+from models.zoo import published, catalog as zoo
 from models.errors import UserError
-from models.network import darts_normal_cells
+from models.networks.nasnet import darts_normal_cells
 
 TINY = dict(num_classes=5, image_size=32, filters=8, normal_cells=(1, 1, 1))
 NAMED = [n for n in zoo.model_names() if n not in zoo.OTHER_SKELETONS]

@@ -6,8 +6,9 @@ import dataclasses
 import pytest
 from hypothesis import given, settings
 
-from models import genotype as G
-from models import notation, spaces
+from models.genotypes import genotype as G
+from models.genotypes import notation
+from models import spaces
 from tests.models.test_genotype import darts_v2, genotypes, nb201_cell
 
 DARTS_V2_TEXT = (

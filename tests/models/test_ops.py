@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from models import ops, spaces
-from models.genotype import GenotypeError
+from models.genotypes.genotype import GenotypeError
 
 
 def _rngs() -> ops.KeyStream:

@@ -11,7 +11,8 @@ import functools
 import pytest
 from flax import nnx
 
-from models import flops, zoo
+from models.analysis import flops
+from models.zoo import catalog as zoo
 
 
 @functools.lru_cache(maxsize=None)

@@ -6,7 +6,7 @@ import pytest
 from flax import nnx
 
 from models import ops
-from models.pointwise import pointwise_conv2d
+from models.ops.pointwise import pointwise_conv2d
 
 
 @pytest.mark.parametrize("size,stride,padding", [

@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from models import cell_stack, flops, ops, zoo
-from models.cell import Cell
+from models.networks import cell_stack
+from models.analysis import flops
+from models import ops
+from models.zoo import catalog as zoo
+from models.networks.cell import Cell
 
 # Compiling a train step is the cost here: the numeric checks use one stack with a run of
 # three cells (reading a reduction cell's output as h[i-2]); the grouping uses (4, 4, 4).

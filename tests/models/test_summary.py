@@ -9,10 +9,11 @@ import sys
 import pytest
 from flax import nnx
 
-from models import flops, notation, summary
+from models.analysis import flops, summary
+from models.genotypes import notation
 from models.errors import UserError
-from models.genotype import genotype_hash
-from models.nb201_network import NB201Network
+from models.genotypes.genotype import genotype_hash
+from models.networks.nb201 import NB201Network
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ALL_3X3 = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
@@ -22,7 +23,7 @@ ALL_3X3 = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
 def run_cli(*args: str) -> subprocess.CompletedProcess:
   env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"}
   env["XLA_FLAGS"] = ""  # one device is enough here
-  return subprocess.run([sys.executable, "-m", "models.summary", *args], capture_output=True,
+  return subprocess.run([sys.executable, "-m", "models.analysis.summary", *args], capture_output=True,
                         text=True, env=env, cwd=REPO, timeout=300)
 
 

@@ -20,7 +20,7 @@ keras = pytest.importorskip("keras")
 from keras.src.applications import nasnet as keras_nasnet  # noqa: E402
 from keras.src.legacy.saving import legacy_h5_format  # noqa: E402
 
-from models import weights  # noqa: E402
+from models.zoo import weights  # noqa: E402
 from models.errors import UserError  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -137,7 +137,7 @@ def test_convert_writes_what_init_checkpoint_reads(mobile, tmp_path):
 def test_convert_cli_mismatch_exits_2_with_one_line(mobile, tmp_path):
   _, path, _ = mobile
   result = subprocess.run(
-      [sys.executable, "-m", "models.weights", "convert", "--from", "keras", path,
+      [sys.executable, "-m", "models.zoo.weights", "convert", "--from", "keras", path,
        "--model", "nasnet_a_large", "--out", str(tmp_path / "out")],
       cwd=REPO, capture_output=True, text=True, timeout=300)
   assert result.returncode == 2

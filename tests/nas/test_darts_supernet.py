@@ -11,7 +11,8 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from experiments import parallel
-from models import ops, spaces, supernet
+from models import ops, spaces
+from models.networks import supernet
 from nas.darts import bilevel, derive
 
 NB201_OPS = spaces.NB201.ops

@@ -1,12 +1,13 @@
 """The search loop: batches, duplicates, failed children, exact resume after crashes."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
-from models import genotype as gt
+from models.genotypes import genotype as gt
 from nas import loop, report
 from nas.evaluators.base import Evaluator
 from nas.spaces import get_search_space
@@ -47,11 +48,11 @@ class CountingEvaluator(Evaluator):
     h = gt.genotype_hash(genotype)
     if h in self.broken:
       raise ValueError("child diverged")
-    metrics = self.inner.evaluate(genotype, trial_id)
+    result = self.inner.evaluate(genotype, trial_id)
     if h in self.nan:
-      metrics["reward"] = math.nan
+      result = dataclasses.replace(result, reward=math.nan)
     self.evaluated.append(h)
-    return metrics
+    return result
 
 
 class CrashingStrategy(Strategy):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import notation
+from models.genotypes import notation
 from nas.loop import pack_state, unpack_state
 from nas.spaces import get_search_space
 from nas.strategies import make_strategy

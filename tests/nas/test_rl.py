@@ -27,10 +27,10 @@ def _search_regret(name: str, seed: int, budget: int = 100, **cfg) -> float:
   best, report = -np.inf, None
   for i in range(budget):
     genotype = strategy.ask()
-    metrics = evaluator.evaluate(genotype, i)
-    strategy.tell(genotype, metrics["reward"])
-    if metrics["reward"] > best:
-      best, report = metrics["reward"], metrics[synthetic_table.REPORT]
+    result = evaluator.evaluate(genotype, i)
+    strategy.tell(genotype, result.reward)
+    if result.reward > best:
+      best, report = result.reward, result.metrics[synthetic_table.REPORT]
   return synthetic_table.regret(report)
 
 

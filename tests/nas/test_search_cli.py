@@ -12,7 +12,9 @@ import time
 import numpy as np
 import pytest
 
-from models import genotype as gt
+from models.genotypes import genotype as gt
+
+from models.genotypes import files as genotype_files
 from tests.nas import synthetic_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,7 +50,7 @@ def test_search_writes_report_genotype_plot_and_resumes(tmp_path):
   rewards = [t["reward"] for t in rep["top"]]
   assert rewards == sorted(rewards, reverse=True)
   assert max(r for *_, r in _trials(workdir)) == rewards[0]
-  best = gt.load(os.path.join(workdir, "genotype.json"))
+  best = genotype_files.load(os.path.join(workdir, "genotype.json"))
   assert gt.genotype_hash(best) == rep["top"][0]["hash"]
   assert rep["top"][0]["hash"] in run.stdout
   with open(os.path.join(workdir, "best_so_far.png"), "rb") as f:

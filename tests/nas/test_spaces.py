@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import genotype as gt
-from models import notation
+from models.genotypes import genotype as gt
+from models.genotypes import notation
 from models.errors import UserError
 from nas.spaces import get_search_space
 

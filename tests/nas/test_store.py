@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from models import genotype as gt
+from models.genotypes import genotype as gt
 from nas.spaces import get_search_space
 from nas.store import TrialStore
 

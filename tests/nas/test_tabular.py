@@ -6,7 +6,7 @@ import filecmp
 import numpy as np
 import pytest
 
-from models import notation
+from models.genotypes import notation
 from models.errors import UserError
 from nas.evaluators import synthetic
 from nas.evaluators.tabular import Table, TabularEvaluator
@@ -30,9 +30,9 @@ def test_lookup_by_any_spelling(tmp_path):
   table = Table(path)
   evaluator = TabularEvaluator(table, "val", "test")
   swapped = ARCH.replace("|skip_connect~0|nor_conv_3x3~1|", "|nor_conv_3x3~1|skip_connect~0|")
-  assert evaluator.evaluate(notation.from_nb201(swapped), 1) == {"val": 70.5, "test": 71.25,
-                                                                 "reward": 70.5}
-  assert np.isnan(evaluator.evaluate(notation.from_nb201(OTHER), 2)["test"])
+  result = evaluator.evaluate(notation.from_nb201(swapped), 1)
+  assert result.reward == 70.5 and dict(result.metrics) == {"val": 70.5, "test": 71.25}
+  assert np.isnan(evaluator.evaluate(notation.from_nb201(OTHER), 2).metrics["test"])
   assert table.best("test") == 71.25
   with pytest.raises(UserError, match="no row for cell"):
     evaluator.evaluate(notation.from_nb201(ARCH.replace("skip_connect~2", "none~2")), 3)

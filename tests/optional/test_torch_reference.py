@@ -17,8 +17,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from experiments.benchmarks import torch_nets, torch_supernet  # noqa: E402
-from models import flops, network, ops, published, spaces, supernet, zoo  # noqa: E402
+from reference import torch_nets, torch_supernet  # noqa: E402
+from models.analysis import flops  # noqa: E402
+from models.networks import nasnet as network, supernet
+from models import ops, spaces
+from models.zoo import published, catalog as zoo
 
 # Small versions of each style: DARTS (cifar stem, aux head), Keras NASNet-A Mobile
 # (ImageNet stem, "same" stride-2 padding, zero-padded pools) and Large (skip_reduction_input,
@@ -72,7 +75,7 @@ def _nchw(images: np.ndarray) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- networks
 
-# Ours, by models.flops.count_params (building the JAX models here would cost ~10 s).
+# Ours, by models.analysis.flops.count_params (building the JAX models here would cost ~10 s).
 @pytest.mark.parametrize("name,expected", [("darts_v2_cifar", 3_349_342),
                                            ("nasnet_a_mobile", 5_289_978)])
 def test_full_size_parameter_counts_equal_ours(name, expected):

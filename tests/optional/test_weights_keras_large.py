@@ -17,7 +17,7 @@ if not os.environ.get("NAS_REFERENCE_SUITE"):
 
 keras = pytest.importorskip("keras")
 
-from models import weights  # noqa: E402
+from models.zoo import weights  # noqa: E402
 from tests.models.test_weights_keras import _randomize  # noqa: E402
 
 

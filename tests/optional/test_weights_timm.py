@@ -17,7 +17,8 @@ except Exception as e:  # a torchvision built for another torch fails with Runti
   pytest.skip(f"timm/torch not importable ({type(e).__name__}: {str(e).splitlines()[0]})",
               allow_module_level=True)
 
-from models import ops, weights  # noqa: E402
+from models import ops  # noqa: E402
+from models.zoo import weights
 from models.errors import UserError  # noqa: E402
 
 TIMM_NAMES = {"pnasnet_5_large": "pnasnet5large", "nasnet_a_large": "nasnetalarge"}

@@ -1,14 +1,14 @@
 """One network program for every cell of a space: the genotype is data, not structure.
 
 A search trains hundreds of children that differ only in their cells. Compiled as
-`models.cell.Cell`s, each child is a new XLA program (tens of seconds of compile on a
+`models.networks.cell.Cell`s, each child is a new XLA program (tens of seconds of compile on a
 CPU per child). Here every edge slot holds the weights of every op of the space, the
 edge's op and input are integer arrays (`CellChoice` variables, part of the model
 state), and an edge runs only its chosen op (`lax.switch`). Every child of one space
 and size is then the same program: it is traced and compiled once, and the next child
 only brings new arrays.
 
-`build(genotype, config, op_names, rngs)` returns a `models.network.Network` whose cells
+`build(genotype, config, op_names, rngs)` returns a `models.networks.nasnet.Network` whose cells
 are `AnyCell`s, initialised from the static network of the same genotype and seed
 (`copy_weights`): the weights a child does not use are zero and receive zero gradients,
 so training it follows the static child's trajectory step for step (tested to float
@@ -36,10 +36,10 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
-from models import cell as cell_lib
-from models import genotype as gt
+from models.networks import cell as cell_lib
+from models.genotypes import genotype as gt
 from models import ops
-from models.network import Network, NetworkConfig
+from models.networks.nasnet import Network, NetworkConfig
 
 
 class CellChoice(nnx.Variable):
@@ -134,7 +134,7 @@ def _edge_function(graphdef: nnx.GraphDef, num_branches: int, reads_block: tuple
 class AnyCell(nnx.Module):
   """A cell whose blocks' inputs, ops and combine rules are `CellChoice` arrays.
 
-  Takes the same arguments as `models.cell.Cell` plus the space's `op_names` and whether
+  Takes the same arguments as `models.networks.cell.Cell` plus the space's `op_names` and whether
   the space lets a block concat its edges (`concat_combine`); `cell` sets the choice
   and the block count. Called like `Cell`.
   """

@@ -12,7 +12,7 @@ import ast
 import re
 
 from models import spaces
-from models.genotype import Block, Cell, Edge, Genotype, GenotypeError, from_json, validate
+from models.genotypes.genotype import Block, Cell, Edge, Genotype, GenotypeError, from_json, validate
 
 # Names DARTS's genotypes.py uses for ops we spell differently.
 DARTS_ALIASES = {"conv_7x1_1x7": "conv_1x7_7x1"}

@@ -6,7 +6,8 @@ one op per incoming edge and combines the results (`add` or `concat`). The cell'
 output is the channel concat of `concat` (node indices, inputs allowed, as in
 NASNet-A's normal cell); `concat=None` means every block no other block reads.
 
-Genotype files are data: `from_json` parses and validates, nothing is evaluated.
+Genotype files are data: `from_json` parses and validates, nothing is evaluated
+(`models.genotypes.files` reads and writes them in any notation).
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ import json
 from typing import Any, Iterable, Mapping
 
 from models import spaces
+from models.errors import UserError
 
 COMBINES = ("add", "concat")
 JSON_FORMAT = "nas-genotype/1"
 
 
-class GenotypeError(ValueError):
+class GenotypeError(UserError, ValueError):
   """A genotype that cannot be built; the message names the offending field."""
 
 
@@ -251,31 +253,6 @@ def from_json(text: str) -> Genotype:
   except json.JSONDecodeError as e:
     raise GenotypeError(f"genotype: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
   return from_dict(d)
-
-
-def load(path: str) -> Genotype:
-  """Reads a genotype file: the JSON form, a DARTS `Genotype(...)` or an NB201 string."""
-  try:
-    with open(path) as f:
-      text = f.read()
-  except OSError as e:
-    raise GenotypeError(f"{path}: cannot read genotype file ({e.strerror})") from None
-  from models import notation  # local: notation imports this module
-  try:
-    return notation.parse_any(text)
-  except GenotypeError as e:
-    raise GenotypeError(f"{path}: {e}") from None
-
-
-def save(g: Genotype, path: str) -> None:
-  """Writes the JSON form atomically (a crash never leaves half a file)."""
-  import os
-  import tempfile
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".genotype-", suffix=".tmp")
-  with os.fdopen(fd, "w") as f:
-    f.write(to_json(g) + "\n")
-  os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- canonical form

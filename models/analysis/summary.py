@@ -1,8 +1,8 @@
 """Parameters, multiply-adds and cells of a named model or of a genotype file.
 
-  python -m models.summary darts_v2_cifar
-  python -m models.summary genotype.json --model imagenet --json
-  python -m models.summary cell.txt --diagram cells.png     # an NB201 string: nb201 skeleton
+  python -m models.analysis.summary darts_v2_cifar
+  python -m models.analysis.summary genotype.json --model imagenet --json
+  python -m models.analysis.summary cell.txt --diagram cells.png     # an NB201 string: nb201 skeleton
 
 Models are built abstractly (`nnx.eval_shape`), so even NASNet-A Large allocates nothing.
 """
@@ -17,12 +17,14 @@ from typing import Any, Sequence
 
 from flax import nnx
 
-from models import cell as cell_lib
-from models import diagram, exported, flops, zoo
-from models.cell_stack import CellRun
+from models.networks import cell as cell_lib
+from models.analysis import diagram, flops
+from models.zoo import exported, catalog as zoo
+from models.networks.cell_stack import CellRun
 from models.errors import UserError, exit_on_user_error
-from models.genotype import Genotype, genotype_hash, load
-from models.nb201_network import NB201Cell, ResidualReduction
+from models.genotypes.files import load
+from models.genotypes.genotype import Genotype, genotype_hash
+from models.networks.nb201 import NB201Cell, ResidualReduction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +122,7 @@ def draw(g: Genotype | None, out: str) -> list[str]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog="python -m models.summary", description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(prog="python -m models.analysis.summary", description=__doc__.splitlines()[0])
   p.add_argument("target", metavar="NAME_OR_GENOTYPE_FILE",
                  help=f"a model name ({', '.join(zoo.model_names())}), a genotype file "
                       "(JSON, DARTS Genotype(...) or NB201 string) or an exported model directory")

@@ -19,9 +19,9 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
-from models.depthwise import depthwise_conv2d
-from models.matmul_conv import conv2d_as_matmuls
-from models.pointwise import pointwise_conv2d
+from models.ops.depthwise import depthwise_conv2d
+from models.ops.matmul_conv import conv2d_as_matmuls
+from models.ops.pointwise import pointwise_conv2d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +91,7 @@ def depthwise_impl(impl: str | None) -> Iterator[None]:
   """Forces the conv implementations while tracing: "lax" uses XLA's convolution for
   every conv (FLOP counting needs real convs), "shifted" the CPU fast paths (shifted
   multiply-adds for depthwise, a matrix product for 1x1), "matmul" those and every
-  other conv as matrix products per kernel tap (`models.matmul_conv`), None the
+  other conv as matrix products per kernel tap (`models.ops.matmul_conv`), None the
   backend's choice."""
   token = _DEPTHWISE_IMPL.set(impl)
   try:
@@ -446,7 +446,7 @@ def make_op(name: str, channels: int, stride: int, style: OpStyle, rngs: nnx.Rng
             in_channels: int | None = None) -> nnx.Module:
   """Builds op `name` mapping `in_channels` (default `channels`) to `channels`."""
   if name not in OPS:
-    from models.genotype import GenotypeError
+    from models.genotypes.genotype import GenotypeError
     raise GenotypeError(f"op: unknown op {name!r} (known: {', '.join(sorted(OPS))})")
   if stride not in (1, 2):
     raise ValueError(f"stride must be 1 or 2, got {stride}")

@@ -11,10 +11,11 @@ from typing import Any, Callable
 
 from flax import nnx
 
-from models import ops, published
+from models import ops
+from models.zoo import published
 from models.errors import UserError
-from models.genotype import Genotype
-from models.network import Network, NetworkConfig, darts_normal_cells
+from models.genotypes.genotype import Genotype
+from models.networks.nasnet import Network, NetworkConfig, darts_normal_cells
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +65,7 @@ MODELS: dict[str, ModelSpec] = {
 def _build_nb201(genotype: Genotype, num_classes: int, image_size: int, rngs: nnx.Rngs,
                  **overrides: Any) -> nnx.Module:
   del image_size
-  from models.nb201_network import NB201Network  # another skeleton; imported on demand
+  from models.networks.nb201 import NB201Network  # another skeleton; imported on demand
   if "bn_axis_name" in overrides:
     overrides["style"] = dataclasses.replace(overrides.get("style") or ops.DARTS_STYLE,
                                              bn_axis_name=overrides.pop("bn_axis_name"))

@@ -5,7 +5,7 @@ where `window(i, j)` is the strided slice of the padded input that tap reads. It
 gradients are slices, pads and matrix products too. XLA:CPU runs the gradient of a
 convolution that sits inside `lax.switch` or a loop body on a generic loop (a 1x7
 conv's forward+backward at 64x32x32x8 took 149 ms there against 10 ms outside;
-this form took 15 ms inside), so `models.anycell` uses it on CPU. The result equals
+this form took 15 ms inside), so `models.networks.anycell` uses it on CPU. The result equals
 `lax.conv_general_dilated`'s.
 """
 from __future__ import annotations

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from models import ops
-from models.genotype import Cell, Genotype, GenotypeError
+from models.genotypes.genotype import Cell, Genotype, GenotypeError
 
 
 def check_nb201_cell(g: Genotype) -> Cell:

@@ -1,6 +1,6 @@
 """PyTorch twins of our NASNet-style networks, for timing against the JAX models.
 
-`build_network(genotype, config)` builds the same network as `models.network.Network`
+`build_network(genotype, config)` builds the same network as `models.networks.nasnet.Network`
 (same ops, padding, preprocessing, stems, wiring, BN eps/momentum) in NCHW layout;
 module and attribute names follow ours, so `load_jax_state` copies a JAX model's
 weights by path and the two compute the same logits. Needs torch (optional,
@@ -20,9 +20,9 @@ from flax import nnx
 from torch import nn
 
 from experiments.benchmarks.timing import time_steps
-from models import genotype as gt
+from models.genotypes import genotype as gt
 from models import ops as jax_ops
-from models.network import NetworkConfig, stem_output_size
+from models.networks.nasnet import NetworkConfig, stem_output_size
 from models.ops import OpStyle
 
 
@@ -367,7 +367,7 @@ class Stem(nn.Module):
 
 
 class Network(nn.Module):
-  """`net(x_nchw, return_aux=False)`; the cell plan and wiring of `models.network.Network`."""
+  """`net(x_nchw, return_aux=False)`; the cell plan and wiring of `models.networks.nasnet.Network`."""
 
   def __init__(self, genotype: gt.Genotype, config: NetworkConfig):
     super().__init__()
@@ -431,7 +431,7 @@ class Network(nn.Module):
 
 
 def build_network(genotype: gt.Genotype, config: NetworkConfig) -> nn.Module:
-  """The PyTorch twin of `models.network.Network(genotype, config)` (drop path left out)."""
+  """The PyTorch twin of `models.networks.nasnet.Network(genotype, config)` (drop path left out)."""
   return Network(genotype, config)
 
 

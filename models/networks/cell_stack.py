@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.cell import Cell
+from models.networks.cell import Cell
 
 
 def identical_runs(signatures: Sequence[Hashable | None]) -> tuple[tuple[int, int], ...]:
@@ -108,7 +108,7 @@ def _layout(tree: Any) -> tuple[Any, list[tuple[Any, Any]]]:
 def copy_weights(source: nnx.Module, target: nnx.Module) -> None:
   """Copies every parameter and BatchNorm statistic of `source` into `target`.
 
-  Both are `models.network.Network`s of the same genotype and config except `scan_cells`:
+  Both are `models.networks.nasnet.Network`s of the same genotype and config except `scan_cells`:
   this converts between the per-cell and the scanned layout, either way.
   """
   cell_states = _cell_states(source)

@@ -14,7 +14,7 @@ from typing import Any
 
 from flax import nnx
 
-from models import genotype as genotype_lib
+from models.genotypes import genotype as genotype_lib
 from models.errors import UserError
 
 FORMAT = "nas-model/1"
@@ -27,7 +27,7 @@ _SCALARS = (bool, int, float, str)
 @dataclasses.dataclass(frozen=True)
 class ModelDefinition:
   name: str
-  skeleton: str                    # a models.zoo name that takes a genotype, e.g. "cifar"
+  skeleton: str                    # a models.zoo.catalog name that takes a genotype, e.g. "cifar"
   genotype: genotype_lib.Genotype
   num_classes: int
   image_size: int
@@ -103,7 +103,7 @@ def checkpoint_path(path: str) -> str | None:
 
 
 def build(definition: ModelDefinition, *, rngs: nnx.Rngs, **extra: Any) -> nnx.Module:
-  from models import zoo
+  from models.zoo import catalog as zoo
   overrides = {**definition.overrides, **extra}
   return zoo.build_model(definition.skeleton, genotype=definition.genotype,
                          num_classes=definition.num_classes, image_size=definition.image_size,

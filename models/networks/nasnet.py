@@ -9,8 +9,8 @@ F = 44). The stems:
 - `darts_imagenet`: three stride-2 3x3 convs (DARTS's stem0/stem1).
 The auxiliary head sits after the second reduction cell, as in DARTS; its parameters live
 under `aux_head` so counters can leave them out. With `scan_cells`, each run of identical
-normal cells is one `models.cell_stack.CellRun` (stacked weights, applied with a scan);
-`models.cell_stack.copy_weights` converts weights between the two layouts.
+normal cells is one `models.networks.cell_stack.CellRun` (stacked weights, applied with a scan);
+`models.networks.cell_stack.copy_weights` converts weights between the two layouts.
 """
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from models import genotype as gt
+from models.genotypes import genotype as gt
 from models import ops
-from models.cell import Cell
-from models.cell_stack import CellRun, identical_runs, next_inputs
+from models.networks.cell import Cell
+from models.networks.cell_stack import CellRun, identical_runs, next_inputs
 
 STEMS = ("cifar", "nasnet_imagenet", "darts_imagenet")
 
@@ -112,7 +112,7 @@ class Network(nnx.Module):
 
   `key` drives drop path and the classifier dropout; both act only when `train` and a
   key is given. `return_aux=True` returns `(logits, aux_logits or None)`. `cell_type`
-  builds each cell from `models.cell.Cell`'s arguments (`models.anycell` passes its own).
+  builds each cell from `models.networks.cell.Cell`'s arguments (`models.networks.anycell` passes its own).
   """
 
   def __init__(self, genotype: gt.Genotype, config: NetworkConfig, *, rngs: nnx.Rngs,

@@ -14,9 +14,9 @@ from typing import Iterator
 from flax import nnx
 
 from models import ops
-from models.cell import Cell
+from models.networks.cell import Cell
 from models.errors import UserError
-from models.network import Network
+from models.networks.nasnet import Network
 
 
 @dataclasses.dataclass(frozen=True)

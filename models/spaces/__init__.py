@@ -17,6 +17,7 @@ class SpaceRules:
   edges_per_block: int | None    # None: block j takes one edge from every earlier node (NB201)
   has_reduce_cell: bool
   combines: tuple[str, ...] = ("add",)  # how a block may combine its edges
+  default_skeleton: str = "cifar"       # the models.zoo skeleton a genotype of this space gets
 
 
 NASNET = SpaceRules(
@@ -42,7 +43,8 @@ DARTS = SpaceRules(
 NB201 = SpaceRules(
     name="nb201",
     ops=("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"),
-    num_inputs=1, num_blocks=3, edges_per_block=None, has_reduce_cell=False)
+    num_inputs=1, num_blocks=3, edges_per_block=None, has_reduce_cell=False,
+    default_skeleton="nb201")
 
 SPACES: dict[str, SpaceRules] = {s.name: s for s in (NASNET, PNAS, DARTS, NB201)}
 

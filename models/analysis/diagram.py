@@ -14,7 +14,7 @@ from typing import Sequence
 
 import graphviz
 
-from models.genotype import Cell, Genotype
+from models.genotypes.genotype import Cell, Genotype
 
 _KINDS = {"sep_conv": "sep", "dil_conv": "dil", "nor_conv": "conv", "conv": "conv",
           "max_pool": "max pool", "avg_pool": "avg pool"}

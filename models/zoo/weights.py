@@ -1,6 +1,6 @@
 """Published NASNet-A / PNASNet-5 weights in our networks.
 
-    from models import weights
+    from models.zoo import weights
     model = weights.from_keras("NASNet-mobile.h5", "nasnet_a_mobile")
     model = weights.from_torch("pnasnet5large.pth", "pnasnet_5_large")
     logits = model(images, train=False)   # NHWC float32 in [-1, 1]; pre-softmax
@@ -10,7 +10,7 @@ by layer name, the ImageNet weights ship in); a timm `nasnetalarge` /
 `pnasnet5large` state dict, `.pth` or `.safetensors` (torch is optional).
 
 Convert for training (`--config.init_checkpoint=DIR/params`):
-    python -m models.weights convert --from keras NASNet-mobile.h5 --model nasnet_a_mobile --out DIR
+    python -m models.zoo.weights convert --from keras NASNet-mobile.h5 --model nasnet_a_mobile --out DIR
 DIR/params holds the `nnx.Param` state (orbax StandardCheckpointer, the layout
 `init_checkpoint` reads); DIR/batch_stats the BatchNorm statistics.
 """
@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from models import ops, weight_maps, zoo
+from models import ops
+from models.zoo import weight_maps, catalog as zoo
 from models.errors import UserError, exit_on_user_error
 
 KERAS_MODELS = ("nasnet_a_mobile", "nasnet_a_large")
@@ -220,7 +221,7 @@ def save_converted(model: nnx.Module, out_dir: str) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(prog="python -m models.weights", description=__doc__,
+  parser = argparse.ArgumentParser(prog="python -m models.zoo.weights", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   commands = parser.add_subparsers(dest="command", required=True)
   convert = commands.add_parser("convert", help="published weights -> orbax checkpoint")

@@ -14,7 +14,7 @@ from typing import Sequence
 import jax
 from jax import lax
 
-from models.matmul_conv import tap_windows
+from models.ops.matmul_conv import tap_windows
 
 Padding = str | Sequence[tuple[int, int]]
 

@@ -1,6 +1,6 @@
 """Export a found cell as a model definition: model.json, weights, diagrams, summary.
 
-The result is a directory that `models.exported.load` reads and that every CLI
+The result is a directory that `models.zoo.exported.load` reads and that every CLI
 taking a model name also takes (`--config.model=EXPORT_DIR`).
 """
 from __future__ import annotations
@@ -10,8 +10,10 @@ import os
 import shutil
 from typing import Any
 
-from models import diagram, exported
-from models import genotype as genotype_lib
+from models.analysis import diagram
+from models.zoo import exported
+from models.genotypes import genotype as genotype_lib
+from models.genotypes import files as genotype_files
 
 
 def export_model(definition: exported.ModelDefinition, out_dir: str, *,
@@ -23,7 +25,7 @@ def export_model(definition: exported.ModelDefinition, out_dir: str, *,
   os.makedirs(out_dir, exist_ok=True)
   written: dict[str, Any] = {"model": exported.save(definition, out_dir)}
   genotype_path = os.path.join(out_dir, "genotype.json")
-  genotype_lib.save(definition.genotype, genotype_path)
+  genotype_files.save(definition.genotype, genotype_path)
   written["genotype"] = genotype_path
   written["diagrams"] = diagram.draw_genotype(definition.genotype, os.path.join(out_dir, "cell"))
   if weights_dir is not None:
@@ -43,6 +45,6 @@ def export_model(definition: exported.ModelDefinition, out_dir: str, *,
 
 
 def _summary(out_dir: str) -> dict[str, Any]:
-  from models import summary
+  from models.analysis import summary
   s, _ = summary.summarize(out_dir)
   return {"params": s.params, "mult_adds": s.mult_adds, "genotype_hash": s.genotype_hash}

@@ -1,6 +1,6 @@
 """PyTorch twin of our DARTS search network and search step, for timing against JAX.
 
-`build_search_network` mirrors `models.supernet.SearchNetwork` in DARTS's per-edge form
+`build_search_network` mirrors `models.networks.supernet.SearchNetwork` in DARTS's per-edge form
 (`load_jax_state` copies a JAX supernet into it); `make_search_step` does
 what `nas.darts.bilevel.search_step` does with our DARTS optimizers: an α step (Adam,
 L2 decay) on the validation batch, first order or unrolled second order with the
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from experiments.benchmarks import torch_nets
+from reference import torch_nets
 from experiments.benchmarks.timing import time_steps
 from models.ops import OpStyle
 
@@ -114,7 +114,7 @@ class SearchNetwork(nn.Module):
 def build_search_network(op_names: Sequence[str], *, layers: int = 8, channels: int = 16,
                          steps: int = 4, multiplier: int = 4, num_classes: int = 10,
                          stem_multiplier: int = 3, init_scale: float = 1e-3) -> SearchNetwork:
-  """The twin of `models.supernet.SearchNetwork` (per-device BN statistics)."""
+  """The twin of `models.networks.supernet.SearchNetwork` (per-device BN statistics)."""
   if not 1 <= multiplier <= steps:
     raise ValueError(f"multiplier: {multiplier} must be in 1..steps ({steps})")
   return SearchNetwork(op_names, layers=layers, channels=channels, steps=steps,

@@ -1,4 +1,4 @@
-"""One cell of a NASNet-style network, compiled from a `models.genotype.Cell`.
+"""One cell of a NASNet-style network, compiled from a `models.genotypes.genotype.Cell`.
 
 Inputs are node 0 = h[i-2] (`s0`) and node 1 = h[i-1] (`s1`). `s1` goes through a
 1x1 ReLU-conv-BN to the cell's `filters`; `s0` is adjusted to the same shape: a
@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models import genotype as gt
+from models.genotypes import genotype as gt
 from models import ops
 
 

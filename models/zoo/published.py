@@ -8,7 +8,7 @@ output); AmoebaNet-A, DARTS-V1/V2 and ENAS as given in DARTS's `genotypes.py`.
 """
 from __future__ import annotations
 
-from models.genotype import Genotype, cell, validate
+from models.genotypes.genotype import Genotype, cell, validate
 
 NASNET_A = validate(Genotype(
     normal=cell([
