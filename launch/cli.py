@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                    formatter_class=argparse.RawDescriptionHelpFormatter)
   commands = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
   for name, module in SUBCOMMANDS.items():
-    sub = commands.add_parser(name, help=module.DESCRIPTION.splitlines()[0],
+    summary = module.DESCRIPTION.splitlines()[0].split(": ", 1)[-1]
+    sub = commands.add_parser(name, help=summary,
                               description=module.DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(sub)

@@ -10,7 +10,9 @@ Actions (`python -m launch tpu ACTION --name=N --zone=Z [...] [-- experiments.X 
 `run` starts one ssh session per worker at once (the same command everywhere; each
 worker's output goes to LOG_DIR/worker-K.log) and stops all workers when one exits
 non-zero. Each worker also keeps ~/nas-logs/run.log, which `logs` copies back.
-A preempted slice loses its disks, so give a workdir that outlives it: a gs:// path.
+A preempted slice loses its disks: give a workdir that outlives it, on a bucket (a
+gcsfuse mount on every worker; gs:// paths once the run's workdir handling reads them)
+or a shared filesystem.
 """
 from __future__ import annotations
 

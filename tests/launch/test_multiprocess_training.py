@@ -85,20 +85,43 @@ def _max_abs_difference(a: dict[str, np.ndarray], b: dict[str, np.ndarray],
   return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) for k in keys)
 
 
+def _single_process_reference(tmp_path) -> dict[str, np.ndarray]:
+  """One process with 4 devices, through `launch local`: the state it ends with."""
+  dumps = tmp_path / "single-replicas"
+  dumps.mkdir()
+  done = subprocess.run(
+      [sys.executable, "-m", "tests.launch.replica_probe", "local", "--devices=4", "--",
+       *_train_words(tmp_path, str(tmp_path / "single"))],
+      cwd=ROOT, env=_env(dumps), capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return _replicas(str(dumps), 0, STEPS)
+
+
+def _kill_both_after_the_first_checkpoint(tmp_path) -> int:
+  """Starts the "killed" pair, SIGKILLs both once checkpoint 4 is committed; returns
+  the last step on disk."""
+  procs, workdir, _ = _start_pair(tmp_path, "killed")
+  first = os.path.join(workdir, "checkpoints", "4")
+  deadline = time.time() + 300
+  while not os.path.isdir(first) and all(p.poll() is None for p in procs) \
+      and time.time() < deadline:
+    time.sleep(0.02)
+  for proc in procs:
+    proc.send_signal(signal.SIGKILL)
+  for proc in procs:
+    proc.wait()
+    proc.log.close()
+    assert proc.returncode == -signal.SIGKILL
+  assert not os.path.exists(os.path.join(workdir, "metrics.json"))  # killed midway
+  return max(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+
+
 @pytest.mark.slow
 def test_two_processes_train_like_one_and_resume_after_sigkill(tmp_path):
   from experiments.data import pipeline
   pipeline.open_dataset("shapes32")  # generated once here, not by two processes at once
   started = time.perf_counter()
-  # The reference: one process with 4 devices, through `launch local`.
-  single_dumps = tmp_path / "single-replicas"
-  single_dumps.mkdir()
-  single = subprocess.run(
-      [sys.executable, "-m", "tests.launch.replica_probe", "local", "--devices=4", "--",
-       *_train_words(tmp_path, str(tmp_path / "single"))],
-      cwd=ROOT, env=_env(single_dumps), capture_output=True, text=True, timeout=300)
-  assert single.returncode == 0, single.stderr[-3000:]
-  reference = _replicas(str(single_dumps), 0, STEPS)
+  reference = _single_process_reference(tmp_path)
   assert len(reference) > 10
 
   procs, straight_dir, straight_dumps = _start_pair(tmp_path, "straight")
@@ -113,36 +136,17 @@ def test_two_processes_train_like_one_and_resume_after_sigkill(tmp_path):
                              for k in reference if k.startswith(".model_state"))
   state_against_single = _max_abs_difference(p0, reference)
 
-  # Both processes killed (SIGKILL) once the first checkpoint is committed, then restarted.
-  procs, killed_dir, killed_dumps = _start_pair(tmp_path, "killed")
-  first = os.path.join(killed_dir, "checkpoints", "4")
-  deadline = time.time() + 300
-  while not os.path.isdir(first) and all(p.poll() is None for p in procs) \
-      and time.time() < deadline:
-    time.sleep(0.02)
-  for proc in procs:
-    proc.send_signal(signal.SIGKILL)
-  for proc in procs:
-    proc.wait()
-    proc.log.close()
-    assert proc.returncode == -signal.SIGKILL
-  assert not os.path.exists(os.path.join(killed_dir, "metrics.json"))  # killed midway
-  killed_at = max(int(d) for d in os.listdir(os.path.join(killed_dir, "checkpoints"))
-                  if d.isdigit())
+  killed_at = _kill_both_after_the_first_checkpoint(tmp_path)
   assert killed_at < STEPS
-  procs, _, _ = _start_pair(tmp_path, "killed")
+  procs, killed_dir, killed_dumps = _start_pair(tmp_path, "killed")
   _finish(procs)
-  resumed = [_replicas(killed_dumps, p, STEPS) for p in (0, 1)]
-  resumed_against_straight = max(_max_abs_difference(r, p0) for r in resumed)
+  resumed_against_straight = max(_max_abs_difference(_replicas(killed_dumps, p, STEPS), p0)
+                                 for p in (0, 1))
   on_disk = _restore_params(killed_dir, STEPS)
   reference_params = {_plain(k): v for k, v in reference.items() if k.startswith(".params")}
   assert sorted(on_disk) == sorted(reference_params)
   disk_against_single = max(float(np.max(np.abs(on_disk[k] - reference_params[k])))
                             for k in on_disk)
-
-  a = json.load(open(os.path.join(straight_dir, "metrics.json")))
-  b = json.load(open(os.path.join(killed_dir, "metrics.json")))
-  s = json.load(open(os.path.join(tmp_path, "single", "metrics.json")))
   print(f"\nmax |dparam| process 0 vs 1: {between_processes:.3g}; 2 processes vs 1 process: "
         f"{params_against_single:.3g} (BatchNorm statistics, relative: "
         f"{stats_against_single:.3g}; momentum: {state_against_single:.3g}); resumed after "
@@ -151,13 +155,18 @@ def test_two_processes_train_like_one_and_resume_after_sigkill(tmp_path):
         f"{time.perf_counter() - started:.1f} s")
   assert between_processes == 0.0
   assert params_against_single <= 1e-6 and stats_against_single <= 1e-6
-  assert resumed_against_straight <= 1e-6
-  assert disk_against_single <= 1e-6
+  assert resumed_against_straight <= 1e-6 and disk_against_single <= 1e-6
+  _check_metrics(tmp_path, straight_dir, killed_dir)
+  assert len(glob.glob(os.path.join(straight_dumps, "replicas-p*-step*.npz"))) == 2 * 3
+
+
+def _check_metrics(tmp_path, straight_dir: str, killed_dir: str) -> None:
+  a, b, s = (json.load(open(os.path.join(d, "metrics.json")))
+             for d in (straight_dir, killed_dir, tmp_path / "single"))
   assert a["devices"] == b["devices"] == s["devices"] == 4
   assert a["steps"] == b["steps"] == STEPS
   for key in ("train_loss", "test_loss", "test_accuracy"):
     assert abs(a[key] - s[key]) <= 1e-6 and abs(a[key] - b[key]) <= 1e-6, key
-  assert len(glob.glob(os.path.join(straight_dumps, "replicas-p*-step*.npz"))) == 2 * 3
 
 
 def _restore_params(workdir: str, step: int) -> dict[str, np.ndarray]:
