@@ -6,6 +6,7 @@ unwritable workdir) becomes one `UserError` line instead of a traceback.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from typing import Callable, Sequence
 
@@ -72,7 +73,8 @@ def prepare_workdir(path: str) -> str:
   path = os.path.abspath(os.path.expanduser(path))
   try:
     os.makedirs(path, exist_ok=True)
-    probe = os.path.join(path, ".write-test")
+    # One probe per process: the processes of a multi-host job check the same workdir at once.
+    probe = os.path.join(path, f".write-test-{socket.gethostname()}-{os.getpid()}")
     with open(probe, "w"):
       pass
     os.remove(probe)

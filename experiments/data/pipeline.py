@@ -5,9 +5,13 @@ Any TFDS image-classification dataset works by name (`cifar10`, `cifar100`,
 stream is a pure function of (seed, step): each epoch shuffles with a seed
 derived from (seed, epoch) and augments each example with a seed derived from
 (seed, epoch, position), so a run resumed at step s sees exactly the batches an
-uninterrupted run would. Each process reads its own slice of a split
-(`tfds.split_for_jax_process`) and contributes `global_batch / processes`
-examples to every global batch.
+uninterrupted run would. The stream is also independent of the process count:
+every process walks the same shuffled order of the whole split and decodes and
+augments only its own rows of each global batch (`global_batch / processes`
+consecutive rows), so 2 hosts of 2 devices train on exactly the batches 1 host of
+4 devices would. The price is that every process reads (not decodes) every
+record. Evaluation reads a disjoint slice per process (`tfds.split_for_jax_process`);
+its sums do not depend on the order.
 """
 from __future__ import annotations
 
@@ -147,9 +151,8 @@ def local_batch_size(global_batch_size: int) -> int:
 
 
 def steps_per_epoch(builder: tfds.core.DatasetBuilder, split: str, global_batch_size: int) -> int:
-  import jax
-  per_process = split_size(builder, split) // jax.process_count()
-  steps = per_process // local_batch_size(global_batch_size)
+  local_batch_size(global_batch_size)  # checks divisibility by the devices
+  steps = split_size(builder, split) // global_batch_size
   if steps == 0:
     raise UserError(f"batch size {global_batch_size} is larger than split {split!r} "
                     f"({split_size(builder, split)} examples)")
@@ -163,32 +166,54 @@ def _mix(seed: int, epoch: int) -> int:
 def train_batches(builder: tfds.core.DatasetBuilder, split: str, *, global_batch_size: int,
                   preprocess: Preprocess, seed: int, start_step: int = 0,
                   shuffle_buffer: int = 16_384) -> Iterator[Batch]:
-  """Endless stream of this process's part of each global batch, from `start_step` on."""
+  """Endless stream of this process's rows of each global batch, from `start_step` on."""
+  import jax
   per_epoch = steps_per_epoch(builder, split, global_batch_size)
   local = local_batch_size(global_batch_size)
-  process_split = tfds.split_for_jax_process(split)
+  rows = _ProcessRows(first=jax.process_index() * local, count=local, period=global_batch_size)
   epoch, skip = divmod(start_step, per_epoch)
   while True:
-    ds = _epoch_dataset(builder, process_split, preprocess, seed, epoch, shuffle_buffer)
-    ds = ds.skip(skip * local).take((per_epoch - skip) * local)
+    ds = _epoch_dataset(builder, split, preprocess, seed, epoch, shuffle_buffer,
+                        num_examples=per_epoch * global_batch_size,
+                        skip_examples=skip * global_batch_size, rows=rows)
     ds = ds.batch(local, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     yield from tfds.as_numpy(ds)
     epoch, skip = epoch + 1, 0
 
 
+@dataclasses.dataclass(frozen=True)
+class _ProcessRows:
+  """Rows `first .. first + count - 1` of every `period` consecutive examples."""
+  first: int
+  count: int
+  period: int
+
+  def keep(self, position: tf.Tensor) -> tf.Tensor:
+    row = position % self.period
+    return (row >= self.first) & (row < self.first + self.count)
+
+
 def _epoch_dataset(builder, split, preprocess: Preprocess, seed: int, epoch: int,
-                   shuffle_buffer: int) -> tf.data.Dataset:
+                   shuffle_buffer: int, *, num_examples: int, skip_examples: int,
+                   rows: _ProcessRows) -> tf.data.Dataset:
   read_config = tfds.ReadConfig(shuffle_seed=_mix(seed, epoch))
-  ds = builder.as_dataset(split=split, shuffle_files=True, read_config=read_config)
+  ds = builder.as_dataset(split=split, shuffle_files=True, read_config=read_config,
+                          decoders={"image": tfds.decode.SkipDecoding()})
   ds = ds.shuffle(shuffle_buffer, seed=_mix(seed, epoch), reshuffle_each_iteration=False)
+  ds = ds.enumerate().take(num_examples).skip(skip_examples)
+  if rows.count < rows.period:
+    ds = ds.filter(lambda position, example: rows.keep(position))
   epoch_seed = tf.constant([seed, epoch], tf.int64)
+  image_feature = builder.info.features["image"]
 
   def prepare(position, example):
+    # The seed follows the example's place in the global batch, not in this process's part.
     element_seed = tf.random.experimental.stateless_fold_in(epoch_seed, position)
-    return {"image": preprocess.train(example["image"], element_seed),
+    image = image_feature.decode_example(example["image"])
+    return {"image": preprocess.train(image, element_seed),
             "label": tf.cast(example["label"], tf.int32)}
 
-  return ds.enumerate().map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def eval_batches(builder: tfds.core.DatasetBuilder, split: str, *, global_batch_size: int,
